@@ -1,0 +1,168 @@
+"""Model configuration: one frozen dataclass and named presets.
+
+Everything about a model's shape lives here; every module is built from a `ModelConfig`.
+The scale schedule `patch_nums` is the only source of the per-scale token offsets.
+This module imports no torch, so the runtime and the CLI's `--help` can use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+ATTN_VARIANTS = ("l2norm", "plain")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a DepthART model: the VAR transformer plus its multi-scale VQ-VAE.
+
+    The VAR size rule is width = 64 * depth and heads = depth (head dim 64); tiny configs
+    may break it, the code path is the same.
+    """
+
+    # transformer
+    depth: int = 16  # number of AdaLN self-attention blocks
+    width: int = 1024  # embedding width C (= cond dim D)
+    heads: int = 16
+    mlp_ratio: float = 4.0
+    norm_eps: float = 1e-6
+    # "l2norm": VAR's released models (q, k L2-normalised, learned per-head scale `scale_mul_1H11`)
+    # "plain": the DepthART release (softmax(q k^T / 32), i.e. 0.25 / sqrt(head_dim))
+    attn: str = "l2norm"
+    num_classes: int = 1000  # class_emb has num_classes + 1 rows; the last is VAR's null class
+    drop_path_rate: float = 0.0  # training only; VAR uses 0.1 * depth / 24
+    # scale schedule: token map k is patch_nums[k] x patch_nums[k]
+    patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
+    # multi-scale residual VQ-VAE
+    vocab_size: int = 4096
+    cvae: int = 32  # latent / codebook channels
+    vae_ch: int = 160
+    vae_ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
+    vae_num_res_blocks: int = 2
+    quant_resi: float = 0.5  # phi(h) = (1 - r) h + r conv(h)
+    share_quant_resi: int = 4  # number of shared phi convs
+
+    def __post_init__(self):
+        # lists (from JSON) become tuples so the config stays hashable
+        object.__setattr__(self, "patch_nums", tuple(int(p) for p in self.patch_nums))
+        object.__setattr__(self, "vae_ch_mult", tuple(int(m) for m in self.vae_ch_mult))
+        problems = []
+        if self.attn not in ATTN_VARIANTS:
+            problems.append(f"attn must be one of {ATTN_VARIANTS}, got {self.attn!r}")
+        if self.width % self.heads:
+            problems.append(f"width {self.width} is not divisible by heads {self.heads}")
+        if len(self.patch_nums) < 2 or list(self.patch_nums) != sorted(set(self.patch_nums)):
+            problems.append(f"patch_nums must be >= 2 strictly increasing sizes, got {self.patch_nums}")
+        if self.vae_ch % 32 or any((self.vae_ch * m) % 32 for m in self.vae_ch_mult):
+            problems.append(f"VQ-VAE channels {self.vae_ch} x {self.vae_ch_mult} must be multiples of 32 (GroupNorm)")
+        if self.share_quant_resi < 1:
+            problems.append("share_quant_resi must be >= 1")
+        if problems:
+            raise ValueError("invalid ModelConfig: " + "; ".join(problems))
+
+    # ---- derived quantities (never stored) ----
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def num_scales(self) -> int:
+        return len(self.patch_nums)
+
+    @property
+    def tokens_per_map(self) -> int:
+        """L: tokens in one multi-scale pyramid (680 for the default schedule)."""
+        return sum(p * p for p in self.patch_nums)
+
+    @property
+    def first_l(self) -> int:
+        return self.patch_nums[0] ** 2
+
+    @property
+    def seq_len(self) -> int:
+        """Full sequence: image prefix (L tokens) then depth tokens (L, the first being the start token)."""
+        return 2 * self.tokens_per_map
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.vae_ch_mult) - 1)
+
+    @property
+    def image_size(self) -> int:
+        """The only resolution the model runs at (256 for the default schedule)."""
+        return self.patch_nums[-1] * self.downsample
+
+    def scale_ranges(self) -> list[tuple[int, int]]:
+        """[begin, end) of each scale's tokens inside one pyramid of L tokens."""
+        out, cur = [], 0
+        for p in self.patch_nums:
+            out.append((cur, cur + p * p))
+            cur += p * p
+        return out
+
+    def step_ranges(self) -> list[tuple[int, int]]:
+        """[begin, end) of the tokens each cached step processes in the full sequence.
+
+        Step 0 carries the whole image prefix plus the start token(s); step k > 0 carries
+        the tokens of depth scale k. The KV cache holds `seq_len` positions.
+        """
+        L = self.tokens_per_map
+        return [(0, L + e) if k == 0 else (L + b, L + e) for k, (b, e) in enumerate(self.scale_ranges())]
+
+    def phi_index(self, k: int) -> int:
+        """Which shared phi conv serves scale k: the one whose tick is nearest k / (K - 1) (VAR)."""
+        n = self.share_quant_resi
+        lo = 1 / 3 / n if n == 4 else 1 / 2 / n
+        ticks = [lo + i * (1 - 2 * lo) / (n - 1) for i in range(n)] if n > 1 else [0.5]
+        at = k / (self.num_scales - 1)
+        return min(range(n), key=lambda i: (abs(ticks[i] - at), i))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields {unknown}; this depthart knows {sorted(known)}")
+        return cls(**d)
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _var(depth: int, **kw) -> ModelConfig:
+    """VAR's released size rule: width 64 * depth, heads = depth."""
+    return ModelConfig(depth=depth, width=64 * depth, heads=depth, **kw)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # seconds on CPU: 16 px images, 3 scales, 21 tokens per pyramid
+    "tiny": ModelConfig(
+        depth=2, width=128, heads=2, patch_nums=(1, 2, 4), vocab_size=64, cvae=8,
+        vae_ch=32, vae_ch_mult=(1, 1, 2), share_quant_resi=4,
+    ),
+    # the model trained on CPU in this repo: 128 px, 7 scales, 179 tokens per pyramid
+    "small": ModelConfig(
+        depth=6, width=384, heads=6, patch_nums=(1, 2, 3, 4, 5, 6, 8), vocab_size=1024, cvae=16,
+        vae_ch=64, vae_ch_mult=(1, 1, 2, 2, 4),
+    ),
+    # VAR's released sizes (vae_ch160v4096z32 + var_d{16,20,24,30}), 256 px
+    "d16": _var(16),
+    "d20": _var(20),
+    "d24": _var(24),
+    "d30": _var(30),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

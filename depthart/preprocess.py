@@ -1,0 +1,91 @@
+"""Image preprocessing: the one definition that export and the runtime mirror.
+
+numpy + Pillow only (no torch), so the runtime can import it.
+
+1. Load: a path, a PIL image or an array (HxW, HxWx1, HxWx3, HxWx4; uint8, uint16 or float in
+   [0, 1]). EXIF orientation is applied to files and PIL images.
+2. To 8-bit RGB: 16-bit values are scaled by 255/65535; greyscale is repeated to 3 channels;
+   alpha is dropped (no compositing); palette and CMYK images are converted by Pillow.
+3. Resize to the model's square resolution (`cfg.image_size`, 256 for VAR sizes) with Pillow's
+   BICUBIC filter, aspect ratio NOT preserved (as the DepthART release).
+4. float32 (3, S, S) in [-1, 1]: x / 127.5 - 1.
+
+The depth map comes back at model resolution and is resized to the input's size (bicubic).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image; the message names it and says what was wrong."""
+
+
+def _array_to_rgb8(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ImageError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ImageError(f"empty image array of shape {a.shape}")
+    if a.dtype == np.uint8:
+        pass
+    elif a.dtype == np.uint16:
+        a = (a.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise ImageError("image array contains NaN or inf")
+        a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    else:
+        raise ImageError(f"unsupported image dtype {a.dtype}; use uint8, uint16 or float in [0, 1]")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(a[:, :, :3])
+
+
+def _pil_to_rgb8(im: Image.Image) -> np.ndarray:
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im).astype(np.float64)
+        a = np.clip(a, 0, 65535) * (255.0 / 65535.0)
+        return _array_to_rgb8((a + 0.5).astype(np.uint8))
+    if im.mode == "F":
+        return _array_to_rgb8(np.asarray(im, dtype=np.float32))
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def load_image(image) -> Image.Image:
+    """Anything accepted (module docstring) -> an 8-bit RGB PIL image. Raises ImageError."""
+    if isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
+        if not os.path.exists(path):
+            raise ImageError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise ImageError(f"{path}: is a directory, not an image")
+        if os.path.getsize(path) == 0:
+            raise ImageError(f"{path}: empty file")
+        try:
+            with Image.open(path) as im:
+                im.load()
+                return Image.fromarray(_pil_to_rgb8(im))
+        except UnidentifiedImageError:
+            raise ImageError(f"{path}: not an image Pillow can read") from None
+        except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+            raise ImageError(f"{path}: unreadable image ({e})") from None
+    if isinstance(image, Image.Image):
+        return Image.fromarray(_pil_to_rgb8(image))
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(_array_to_rgb8(image))
+    raise ImageError(f"unsupported input type {type(image).__name__}; pass a path, a PIL image or a numpy array")
+
+
+def to_model_input(img: Image.Image, size: int) -> np.ndarray:
+    """8-bit RGB PIL image -> float32 (3, size, size) in [-1, 1] (steps 3 and 4 of the module docstring)."""
+    if img.mode != "RGB":
+        raise ImageError(f"expected an RGB image, got mode {img.mode}; call load_image first")
+    a = np.asarray(img.resize((size, size), Image.BICUBIC), dtype=np.float32)
+    return np.ascontiguousarray((a / 127.5 - 1.0).transpose(2, 0, 1))

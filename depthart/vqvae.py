@@ -1,0 +1,292 @@
+"""VAR's multi-scale residual VQ-VAE, with VAR's state-dict names.
+
+`VQVAE` loads FoundationVision/VAR's `vae_ch160v4096z32.pth` strictly. The residual
+quantisation over the scale schedule is written once, as two per-scale transitions on
+`MultiScaleQuantizer`:
+
+- `residual_tokens(k, f, f_hat)`: nearest codes of the part of `f` that `f_hat` does not
+  yet explain, at scale k (area-downsampled);
+- `accumulate(k, f_hat, h)`: add scale k's code vectors to `f_hat` (bicubic upsample, phi).
+
+Tokenisation, teacher-forcing inputs, inference and DepthART's dynamic targets are all
+loops over these two functions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+
+
+def _norm(c: int) -> nn.GroupNorm:
+    return nn.GroupNorm(32, c, eps=1e-6, affine=True)
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.norm1 = _norm(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm2 = _norm(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.nin_shortcut = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.nin_shortcut(x) + h
+
+
+class AttnBlock(nn.Module):
+    """Single-head spatial self-attention over h*w positions (scale C^-0.5)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.norm = _norm(c)
+        self.qkv = nn.Conv2d(c, 3 * c, 1)
+        self.proj_out = nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, C, H * W).transpose(2, 3).unbind(1)  # each (B, HW, C)
+        h = F.scaled_dot_product_attention(q, k, v)  # (B, HW, C)
+        return x + self.proj_out(h.transpose(1, 2).reshape(B, C, H, W))
+
+
+class Downsample(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, stride=2, padding=0)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+def _level(**modules) -> nn.Module:
+    m = nn.Module()
+    for name, mod in modules.items():
+        setattr(m, name, mod)
+    return m
+
+
+def _mid(c: int) -> nn.Module:
+    return _level(block_1=ResnetBlock(c, c), attn_1=AttnBlock(c), block_2=ResnetBlock(c, c))
+
+
+class Encoder(nn.Module):
+    """Image (B, 3, H, W) in [-1, 1] -> latent (B, cvae, H/ds, W/ds). Attention at the lowest level."""
+
+    def __init__(self, ch: int, ch_mult: tuple[int, ...], num_res_blocks: int, z_channels: int):
+        super().__init__()
+        self.conv_in = nn.Conv2d(3, ch, 3, padding=1)
+        self.down = nn.ModuleList()
+        c_in = ch
+        last = len(ch_mult) - 1
+        for i, m in enumerate(ch_mult):
+            blocks, attns = nn.ModuleList(), nn.ModuleList()
+            for _ in range(num_res_blocks):
+                blocks.append(ResnetBlock(c_in, ch * m))
+                c_in = ch * m
+                if i == last:
+                    attns.append(AttnBlock(c_in))
+            level = _level(block=blocks, attn=attns)
+            if i != last:
+                level.downsample = Downsample(c_in)
+            self.down.append(level)
+        self.mid = _mid(c_in)
+        self.norm_out = _norm(c_in)
+        self.conv_out = nn.Conv2d(c_in, z_channels, 3, padding=1)
+
+    def forward(self, x):
+        h = self.conv_in(x)
+        for level in self.down:
+            for i, block in enumerate(level.block):
+                h = block(h)
+                if len(level.attn):
+                    h = level.attn[i](h)
+            if hasattr(level, "downsample"):
+                h = level.downsample(h)
+        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Decoder(nn.Module):
+    """Latent (B, cvae, h, w) -> image (B, 3, h*ds, w*ds), unclamped."""
+
+    def __init__(self, ch: int, ch_mult: tuple[int, ...], num_res_blocks: int, z_channels: int):
+        super().__init__()
+        last = len(ch_mult) - 1
+        c_in = ch * ch_mult[last]
+        self.conv_in = nn.Conv2d(z_channels, c_in, 3, padding=1)
+        self.mid = _mid(c_in)
+        levels = []
+        for i in reversed(range(len(ch_mult))):
+            blocks, attns = nn.ModuleList(), nn.ModuleList()
+            for _ in range(num_res_blocks + 1):
+                blocks.append(ResnetBlock(c_in, ch * ch_mult[i]))
+                c_in = ch * ch_mult[i]
+                if i == last:
+                    attns.append(AttnBlock(c_in))
+            level = _level(block=blocks, attn=attns)
+            if i != 0:
+                level.upsample = Upsample(c_in)
+            levels.insert(0, level)
+        self.up = nn.ModuleList(levels)  # indexed by resolution level, run from the last to the first
+        self.norm_out = _norm(c_in)
+        self.conv_out = nn.Conv2d(c_in, 3, 3, padding=1)
+
+    def forward(self, z):
+        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(self.conv_in(z))))
+        for level in reversed(self.up):
+            for i, block in enumerate(level.block):
+                h = block(h)
+                if len(level.attn):
+                    h = level.attn[i](h)
+            if hasattr(level, "upsample"):
+                h = level.upsample(h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Phi(nn.Conv2d):
+    """phi(h) = (1 - r) h + r conv3x3(h): the per-scale refinement of upsampled code vectors."""
+
+    def __init__(self, c: int, ratio: float):
+        super().__init__(c, c, 3, padding=1)
+        self.ratio = abs(ratio)
+
+    def forward(self, h):
+        return h * (1 - self.ratio) + super().forward(h) * self.ratio
+
+
+class _PhiList(nn.Module):
+    # a wrapper module so the state-dict names are VAR's `quant_resi.qresi_ls.{i}`
+    def __init__(self, phis: list[Phi]):
+        super().__init__()
+        self.qresi_ls = nn.ModuleList(phis)
+
+
+class MultiScaleQuantizer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.cvae)
+        self.quant_resi = _PhiList([Phi(cfg.cvae, cfg.quant_resi) for _ in range(cfg.share_quant_resi)])
+        # VAR's codebook-usage statistics; kept so official checkpoints load strictly
+        self.register_buffer("ema_vocab_hit_SV", torch.zeros(cfg.num_scales, cfg.vocab_size))
+        self._phi_of_scale = [cfg.phi_index(k) for k in range(cfg.num_scales)]
+
+    @property
+    def last(self) -> int:
+        return self.cfg.patch_nums[-1]
+
+    def phi(self, k: int) -> Phi:
+        return self.quant_resi.qresi_ls[self._phi_of_scale[k]]
+
+    def nearest(self, z_BChw: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest codebook vector (L2) for every position: (B, h*w) int64."""
+        B, C, h, w = z_BChw.shape
+        z_NC = z_BChw.permute(0, 2, 3, 1).reshape(-1, C)
+        e_VC = self.embedding.weight
+        d_NV = z_NC.square().sum(1, keepdim=True) + e_VC.square().sum(1) - 2 * z_NC @ e_VC.T
+        return d_NV.argmin(1).view(B, h * w)
+
+    def embed(self, k: int, idx_Bl: torch.Tensor) -> torch.Tensor:
+        """Token indices of scale k (B, pn*pn) -> code vectors (B, cvae, pn, pn)."""
+        pn = self.cfg.patch_nums[k]
+        return self.embedding(idx_Bl).transpose(1, 2).reshape(idx_Bl.shape[0], self.cfg.cvae, pn, pn)
+
+    def residual_tokens(self, k: int, f_BChw: torch.Tensor, f_hat_BChw: torch.Tensor) -> torch.Tensor:
+        """Scale k's tokens for what `f_hat` does not yet explain of `f`: nearest codes of area(f - f_hat)."""
+        rest = f_BChw - f_hat_BChw
+        pn = self.cfg.patch_nums[k]
+        if k < self.cfg.num_scales - 1:
+            rest = F.interpolate(rest, size=(pn, pn), mode="area")
+        return self.nearest(rest)
+
+    def accumulate(self, k: int, f_hat_BChw: torch.Tensor, h_BChw: torch.Tensor) -> torch.Tensor:
+        """f_hat + phi_k(bicubic_up(h)): add scale k's code vectors (B, cvae, pn, pn) to f_hat. Out of place."""
+        if k < self.cfg.num_scales - 1:
+            h_BChw = F.interpolate(h_BChw, size=(self.last, self.last), mode="bicubic")
+        return f_hat_BChw + self.phi(k)(h_BChw)
+
+    def next_input(self, k: int, f_hat_BChw: torch.Tensor) -> torch.Tensor:
+        """The input token map of scale k (> 0): f_hat area-downsampled, flattened to (B, pn*pn, cvae)."""
+        pn = self.cfg.patch_nums[k]
+        x = F.interpolate(f_hat_BChw, size=(pn, pn), mode="area") if pn != self.last else f_hat_BChw
+        return x.flatten(2).transpose(1, 2)
+
+    # ---- loops over the two transitions ----
+    def tokenize(self, f_BChw: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Multi-scale residual tokenisation of a latent.
+
+        Returns:
+            (idx, f_hats): per scale, tokens (B, pn*pn) int64 and the cumulative
+            reconstruction f_hat after that scale (B, cvae, last, last).
+        """
+        f_hat = torch.zeros_like(f_BChw)
+        idx_list, f_hats = [], []
+        for k in range(self.cfg.num_scales):
+            idx = self.residual_tokens(k, f_BChw, f_hat)
+            f_hat = self.accumulate(k, f_hat, self.embed(k, idx))
+            idx_list.append(idx)
+            f_hats.append(f_hat)
+        return idx_list, f_hats
+
+    def idx_to_fhat(self, idx_list: list[torch.Tensor]) -> torch.Tensor:
+        f_hat = None
+        for k, idx in enumerate(idx_list):
+            h = self.embed(k, idx)
+            if f_hat is None:
+                f_hat = h.new_zeros(h.shape[0], self.cfg.cvae, self.last, self.last)
+            f_hat = self.accumulate(k, f_hat, h)
+        return f_hat
+
+    def teacher_inputs(self, idx_list: list[torch.Tensor]) -> torch.Tensor:
+        """Teacher-forcing inputs for scales 1..K-1 from ground-truth tokens: (B, L - first_l, cvae)."""
+        B = idx_list[0].shape[0]
+        f_hat = self.embedding.weight.new_zeros(B, self.cfg.cvae, self.last, self.last)
+        inputs = []
+        for k in range(self.cfg.num_scales - 1):
+            f_hat = self.accumulate(k, f_hat, self.embed(k, idx_list[k]))
+            inputs.append(self.next_input(k + 1, f_hat))
+        return torch.cat(inputs, dim=1)
+
+
+class VQVAE(nn.Module):
+    """VAR's VQ-VAE: encoder, quant_conv, multi-scale quantizer, post_quant_conv, decoder."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        args = (cfg.vae_ch, cfg.vae_ch_mult, cfg.vae_num_res_blocks, cfg.cvae)
+        self.encoder = Encoder(*args)
+        self.decoder = Decoder(*args)
+        self.quantize = MultiScaleQuantizer(cfg)
+        self.quant_conv = nn.Conv2d(cfg.cvae, cfg.cvae, 3, padding=1)
+        self.post_quant_conv = nn.Conv2d(cfg.cvae, cfg.cvae, 3, padding=1)
+
+    def encode(self, img_B3HW: torch.Tensor) -> torch.Tensor:
+        """Image in [-1, 1] -> continuous latent f (B, cvae, last, last), not quantised."""
+        return self.quant_conv(self.encoder(img_B3HW))
+
+    def decode(self, f_hat_BChw: torch.Tensor) -> torch.Tensor:
+        """Latent -> image in [-1, 1] (clamped)."""
+        return self.decoder(self.post_quant_conv(f_hat_BChw)).clamp(-1, 1)
+
+    def img_to_idx(self, img_B3HW: torch.Tensor) -> list[torch.Tensor]:
+        return self.quantize.tokenize(self.encode(img_B3HW))[0]
+
+    def img_to_reconstruction(self, img_B3HW: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.quantize.tokenize(self.encode(img_B3HW))[1][-1])
