@@ -1,0 +1,36 @@
+"""depthart: monocular depth estimation with a visual autoregressive transformer (DepthART).
+
+`import depthart` does not import torch; the PyTorch pieces load on first use:
+
+    import depthart
+    model = depthart.load("model.safetensors")   # or a preset name: random weights
+    depth = model.predict("photo.jpg")           # float32 HxW in [0, 1], 0 = near
+"""
+
+__version__ = "0.1.0"
+
+from .config import PRESETS, ModelConfig, get_preset  # noqa: E402  (torch-free)
+from .errors import DepthartError  # noqa: E402
+
+__all__ = ["PRESETS", "ModelConfig", "get_preset", "DepthartError", "load", "DepthART", "__version__"]
+
+
+def load(path_or_preset, device="cpu"):
+    """A DepthART model in eval mode from a checkpoint path or a preset name (random weights).
+
+    Args:
+        path_or_preset: a `.safetensors` checkpoint written by depthart (`depthart import-var`,
+            training), or one of `depthart.PRESETS` for a randomly initialised model.
+        device: torch device. Defaults to "cpu".
+    """
+    from .checkpoint import load as _load
+
+    return _load(path_or_preset, device)
+
+
+def __getattr__(name):
+    if name == "DepthART":
+        from .model import DepthART
+
+        return DepthART
+    raise AttributeError(f"module 'depthart' has no attribute {name!r}")

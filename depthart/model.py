@@ -166,10 +166,18 @@ class DepthART(nn.Module):
         self.head_nm = AdaLNBeforeHead(cfg)
         self.head = nn.Linear(C, cfg.vocab_size)
         # level id of each pyramid token, and block id of each sequence token (module docstring)
-        lvl_L = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])
-        self.register_buffer("lvl_1L", lvl_L.view(1, L), persistent=False)
-        self.register_buffer("block_id_T", torch.cat((torch.zeros(L, dtype=torch.long), lvl_L)), persistent=False)
+        self.register_buffer("lvl_1L", torch.zeros(1, L, dtype=torch.long), persistent=False)
+        self.register_buffer("block_id_T", torch.zeros(2 * L, dtype=torch.long), persistent=False)
+        self.reset_buffers()
         self.init_weights()
+
+    @torch.no_grad()
+    def reset_buffers(self):
+        """Recompute the derived (non-persistent) buffers, e.g. after `to_empty()`."""
+        cfg, L = self.cfg, self.cfg.tokens_per_map
+        lvl_L = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])
+        self.lvl_1L.copy_(lvl_L.view(1, L))
+        self.block_id_T.copy_(torch.cat((torch.zeros(L, dtype=torch.long), lvl_L)))
 
     # ---------------------------------------------------------------- init
     @torch.no_grad()

@@ -1,0 +1,180 @@
+"""The `depthart` command line. Commands are thin: the work is in the library.
+
+torch is imported only inside the commands that need it, so `depthart --help` works on a
+torch-free runtime install.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import click
+
+from . import __version__
+from .config import PRESETS
+from .errors import DepthartError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="depthart")
+def main():
+    """depthart: monocular depth with a visual autoregressive transformer (DepthART).
+
+    \b
+    Examples:
+      depthart import-var --vae vae_ch160v4096z32.pth --var var_d16.pth -o var_d16.safetensors
+      depthart predict photo.jpg more_photos/ -o out/ --checkpoint model.safetensors
+      depthart predict samples/coffee.jpg -o out/ --checkpoint tiny     # random weights
+
+    Run `depthart COMMAND -h` for a command's options.
+    """
+
+
+def _fail(msg: str):
+    raise click.ClickException(msg)
+
+
+def _need_torch():
+    try:
+        import torch  # noqa: F401
+        import safetensors  # noqa: F401
+    except ImportError:
+        _fail('this command needs PyTorch: pip install torch==2.13.0 "depthart[torch]"')
+
+
+@main.command("import-var")
+@click.option("--vae", "vae_path", required=True, type=click.Path(dir_okay=False),
+              help="VAR's VQ-VAE checkpoint, e.g. vae_ch160v4096z32.pth.")
+@click.option("--var", "var_path", required=True, type=click.Path(dir_okay=False),
+              help="VAR's transformer checkpoint, e.g. var_d16.pth (any released size).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the depthart checkpoint (.safetensors).")
+@click.option("--attn", type=click.Choice(["l2norm", "plain"]), default=None,
+              help="Attention variant. Default: what the checkpoint has (l2norm for VAR's releases); "
+                   "'plain' drops scale_mul_1H11 as the DepthART release does.")
+@click.option("--patch-nums", default=None, metavar="1,2,3,...",
+              help="Scale schedule, if not VAR's default 1,2,3,4,5,6,8,10,13,16.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+def import_var_cmd(vae_path, var_path, output, attn, patch_nums, overwrite):
+    """Convert official VAR checkpoints into a depthart checkpoint.
+
+    Sizes (depth, width, VQ-VAE channels) are read from the tensors; nothing is downloaded.
+    """
+    _need_torch()
+    from .checkpoint import import_var
+
+    if os.path.exists(output) and not overwrite:
+        _fail(f"{output} exists; pass --overwrite to replace it")
+    pn = None
+    if patch_nums:
+        try:
+            pn = tuple(int(p) for p in patch_nums.split(","))
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated integers, got {patch_nums!r}",
+                                     param_hint="--patch-nums") from None
+    try:
+        model = import_var(vae_path, var_path, output, patch_nums=pn, attn=attn)
+    except DepthartError as e:
+        _fail(str(e))
+    cfg = model.cfg
+    click.echo(f"wrote {output}: depth {cfg.depth}, width {cfg.width}, attention {cfg.attn}, "
+               f"{model.num_transformer_params():,} transformer parameters, VQ-VAE ch {cfg.vae_ch} "
+               f"vocab {cfg.vocab_size} z{cfg.cvae}, {cfg.image_size} px")
+
+
+def _expand_inputs(inputs) -> list[str]:
+    """Files as given (bad ones are reported later, by name); folders expand to their images, sorted."""
+    out = []
+    for p in inputs:
+        if os.path.isdir(p):
+            found = sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(IMAGE_SUFFIXES))
+            if not found:
+                click.echo(f"warning: {p}: folder has no images", err=True)
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def _unique_stems(paths: list[str]) -> list[str]:
+    """Output stems: the file name without suffix, made unique when two inputs share one."""
+    stems, seen = [], {}
+    for p in paths:
+        stem = os.path.splitext(os.path.basename(p))[0] or "image"
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        stems.append(stem if n == 0 else f"{stem}_{n}")
+    return stems
+
+
+@main.command("predict")
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for <stem>.npy (float32), <stem>.png (16-bit) and <stem>_color.png.")
+@click.option("-c", "--checkpoint", envvar="DEPTHART_CHECKPOINT", required=True, metavar="PATH|PRESET",
+              help="A depthart checkpoint (.safetensors), or a preset name "
+                   f"({', '.join(PRESETS)}) for random weights. Env: DEPTHART_CHECKPOINT.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--sampler", type=click.Choice(["greedy", "topk", "mean"]), default="greedy", show_default=True,
+              help="Token choice per scale: argmax; top-k/top-p sampling; the release's mean of N samples.")
+@click.option("--top-k", default=0, show_default=True, help="For topk/mean (mean defaults to 900).")
+@click.option("--top-p", default=0.0, show_default=True, help="For topk/mean (mean defaults to 0.9).")
+@click.option("--num-samples", default=5, show_default=True, help="For mean.")
+@click.option("--seed", type=int, default=None, help="Seed for the samplers.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, num_samples, seed, overwrite):
+    """Predict relative depth (0 = near, 1 = far) for images and folders of images.
+
+    A bad input (missing, empty, truncated, not an image) is reported by name and skipped;
+    the exit status is 1 if any input failed.
+    """
+    _need_torch()
+    import torch
+
+    from .checkpoint import load
+    from .outputs import output_paths, save_depth
+    from .preprocess import ImageError
+    from .sampling import make_sampler
+
+    paths = _expand_inputs(images)
+    if not paths:
+        _fail("no input images")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        _fail(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = load(checkpoint, device)
+        for w in caught:
+            click.echo(f"warning: {w.message}", err=True)
+    except DepthartError as e:
+        _fail(str(e))
+    samp = make_sampler(sampler, top_k=top_k, top_p=top_p, num_samples=num_samples, seed=seed)
+
+    failed = []
+    stems = _unique_stems(paths)
+    with click.progressbar(list(zip(paths, stems)), label="predicting", file=sys.stderr,
+                           item_show_func=lambda t: os.path.basename(t[0]) if t else "") as bar:
+        for path, stem in bar:
+            if not overwrite and any(os.path.exists(p) for p in output_paths(output_dir, stem).values()):
+                failed.append(f"{path}: outputs for '{stem}' exist in {output_dir}; pass --overwrite")
+                continue
+            try:
+                depth = model.predict(path, sampler=samp)
+                save_depth(depth, output_dir, stem, overwrite=overwrite)
+            except (ImageError, FileExistsError) as e:
+                failed.append(str(e))
+    for msg in failed:
+        click.echo(f"error: {msg}", err=True)
+    done = len(paths) - len(failed)
+    click.echo(f"{done} of {len(paths)} images written to {output_dir}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
