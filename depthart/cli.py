@@ -19,7 +19,7 @@ from .errors import DepthartError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="depthart", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="depthart")
 def main():
     """depthart: monocular depth with a visual autoregressive transformer (DepthART).

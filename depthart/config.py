@@ -113,11 +113,12 @@ class ModelConfig:
 
     def phi_index(self, k: int) -> int:
         """Which shared phi conv serves scale k: the one whose tick is nearest k / (K - 1) (VAR)."""
+        import numpy as np  # VAR's ticks are numpy floats; ties (e.g. 3 scales) must break as VAR's do
+
         n = self.share_quant_resi
         lo = 1 / 3 / n if n == 4 else 1 / 2 / n
-        ticks = [lo + i * (1 - 2 * lo) / (n - 1) for i in range(n)] if n > 1 else [0.5]
-        at = k / (self.num_scales - 1)
-        return min(range(n), key=lambda i: (abs(ticks[i] - at), i))
+        ticks = np.linspace(lo, 1 - lo, n)
+        return int(np.argmin(np.abs(ticks - k / (self.num_scales - 1))))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,0 +1,67 @@
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "samples" / "coffee.jpg"  # a real photo (scikit-image's "coffee", CC0), 400x267
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    from depthart.config import get_preset
+
+    return get_preset("tiny")
+
+
+@pytest.fixture
+def tiny_model(tiny_cfg):
+    import torch
+
+    from depthart.model import DepthART
+
+    torch.manual_seed(0)
+    model = DepthART(tiny_cfg).eval()
+    randomize_(model)
+    return model
+
+
+def randomize_(model, seed=0):
+    """Give every weight a random value that keeps activations O(1), so tests exercise real math.
+
+    (VAR's init leaves AdaLN gates ~1e-5 and would make the transformer blocks almost identity.)
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("scale_mul_1H11"):
+                p.copy_(torch.log(torch.full_like(p, 4.0)) + 0.3 * torch.randn(p.shape, generator=g))
+            elif p.ndim >= 2:
+                fan_in = p[0].numel() if not name.endswith("embedding.weight") else 1
+                p.copy_(torch.randn(p.shape, generator=g) / max(fan_in, 1) ** 0.5)
+            elif "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+    return model
+
+
+@pytest.fixture
+def sample_photo():
+    assert SAMPLE.is_file(), SAMPLE
+    return SAMPLE
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path, tiny_model):
+    from depthart.checkpoint import save_checkpoint
+
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(tiny_model, path)
+    return path
+
+
+def pytest_report_header(config):
+    return f"depthart tests from {REPO} (cwd {os.getcwd()})"

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from depthart.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("cmd", [[], ["predict"], ["import-var"]])
+def test_help(cmd):
+    r = run(*cmd, "-h")
+    assert r.exit_code == 0 and "Usage: depthart" in r.output
+
+
+def test_version():
+    r = run("--version")
+    assert r.exit_code == 0 and "0.1.0" in r.output
+
+
+def test_predict_real_photo_writes_three_outputs(tiny_checkpoint, sample_photo, tmp_path):
+    out = tmp_path / "out"
+    r = run("predict", sample_photo, "-o", out, "-c", tiny_checkpoint)
+    assert r.exit_code == 0, r.output
+    d = np.load(out / "coffee.npy")
+    assert d.shape == (267, 400) and d.dtype == np.float32 and 0 <= d.min() < d.max() <= 1
+    png = np.asarray(Image.open(out / "coffee.png"))
+    assert png.dtype == np.uint16 and png.shape == (267, 400)
+    np.testing.assert_array_equal(png, (np.clip(d, 0, 1) * 65535 + 0.5).astype(np.uint16))
+    assert Image.open(out / "coffee_color.png").size == (400, 267)
+    # the same run again refuses to overwrite, and leaves the files as they were
+    before = (out / "coffee.npy").read_bytes()
+    r = run("predict", sample_photo, "-o", out, "-c", tiny_checkpoint)
+    assert r.exit_code == 1 and "--overwrite" in r.output and "Traceback" not in r.output
+    assert (out / "coffee.npy").read_bytes() == before
+    assert run("predict", sample_photo, "-o", out, "-c", tiny_checkpoint, "--overwrite").exit_code == 0
+
+
+def test_bad_inputs_are_named_and_the_rest_still_processed(tiny_checkpoint, sample_photo, tmp_path):
+    bad = tmp_path / "in"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "notes.png").write_text("not an image")
+    (bad / "cut.jpg").write_bytes(sample_photo.read_bytes()[:2000])
+    Image.open(sample_photo).save(bad / "good.png")
+    out = tmp_path / "out"
+    r = run("predict", bad, tmp_path / "missing.jpg", "-o", out, "-c", tiny_checkpoint)
+    assert r.exit_code == 1
+    for name in ("empty.jpg", "notes.png", "cut.jpg", "missing.jpg"):
+        assert f"{name}:" in r.output
+    assert "Traceback" not in r.output
+    assert "1 of 5 images" in r.output
+    assert sorted(p.name for p in out.iterdir()) == ["good.npy", "good.png", "good_color.png"]
+
+
+def test_predict_with_a_preset_warns_about_random_weights(sample_photo, tmp_path):
+    r = run("predict", sample_photo, "-o", tmp_path, "-c", "tiny")
+    assert r.exit_code == 0 and "random weights" in r.output
+
+
+def test_predict_user_errors_have_no_traceback(sample_photo, tmp_path):
+    r = run("predict", sample_photo, "-o", tmp_path, "-c", tmp_path / "none.safetensors")
+    assert r.exit_code == 1 and "no such checkpoint" in r.output and "Traceback" not in r.output
+    r = run("predict", sample_photo, "-o", tmp_path)
+    assert r.exit_code == 2 and "--checkpoint" in r.output
+    r = run("predict", tmp_path, "-o", tmp_path / "o", "-c", "tiny")  # an empty folder
+    assert r.exit_code == 1 and "no input images" in r.output
+
+
+def test_import_var_command(tiny_model, tmp_path):
+    from test_checkpoint import var_format_files
+
+    vae, var = var_format_files(tiny_model, tmp_path)
+    out = tmp_path / "m.safetensors"
+    r = run("import-var", "--vae", vae, "--var", var, "-o", out, "--patch-nums", "1,2,4")
+    assert r.exit_code == 0, r.output
+    assert "depth 2, width 128" in r.output and out.is_file()
+    r = run("import-var", "--vae", vae, "--var", var, "-o", out, "--patch-nums", "1,2,4")
+    assert r.exit_code == 1 and "exists" in r.output
+    r = run("import-var", "--vae", vae, "--var", var, "-o", tmp_path / "x.safetensors")
+    assert r.exit_code == 1 and "--patch-nums" in r.output and "Traceback" not in r.output
+    r = run("import-var", "--vae", vae, "--var", var, "-o", tmp_path / "y.safetensors", "--patch-nums", "a,b")
+    assert r.exit_code == 2 and "comma-separated" in r.output
