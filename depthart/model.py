@@ -231,15 +231,20 @@ class DepthART(nn.Module):
         return self.word_embed(x_BlCv) + self.lvl_pos(k)
 
     @torch.no_grad()
-    def image_prefix(self, img_B3HW: torch.Tensor) -> torch.Tensor:
-        """Embedded image prefix (B, L, C): cumulative VQ-VAE reconstructions, bicubic-resized per scale."""
+    def image_latents(self, img_B3HW: torch.Tensor) -> torch.Tensor:
+        """The image's pyramid for the prefix (B, L, cvae): the frozen VQ-VAE's cumulative
+        reconstruction after each scale, bicubic-resized to that scale's grid."""
         _, f_hats = self.vae.quantize.tokenize(self.vae.encode(img_B3HW))
+        last = self.cfg.patch_nums[-1]
         parts = []
-        for k, (pn, f_hat) in enumerate(zip(self.cfg.patch_nums, f_hats)):
-            x = F.interpolate(f_hat, size=(pn, pn), mode="bicubic") if pn != self.cfg.patch_nums[-1] else f_hat
+        for pn, f_hat in zip(self.cfg.patch_nums, f_hats):
+            x = F.interpolate(f_hat, size=(pn, pn), mode="bicubic") if pn != last else f_hat
             parts.append(x.flatten(2).transpose(1, 2))
-        x_BLCv = torch.cat(parts, dim=1)
-        return self.word_embed(x_BLCv) + self.lvl_embed(self.lvl_1L) + self.pos_1LC
+        return torch.cat(parts, dim=1)
+
+    def image_prefix(self, img_B3HW: torch.Tensor) -> torch.Tensor:
+        """Embedded image prefix (B, L, C); the embeddings are trainable, the VQ-VAE part is not."""
+        return self.word_embed(self.image_latents(img_B3HW)) + self.lvl_embed(self.lvl_1L) + self.pos_1LC
 
     # ---------------------------------------------------------------- the step
     def step(self, x_BlC: torch.Tensor, cond_BD: torch.Tensor, cache: KVCache | None, begin: int,
