@@ -9,8 +9,8 @@
 
 __version__ = "0.1.0"
 
-from .config import PRESETS, ModelConfig, get_preset  # noqa: E402  (torch-free)
-from .errors import DepthartError  # noqa: E402
+from .config import PRESETS, ModelConfig, get_preset  # torch-free
+from .errors import DepthartError
 
 __all__ = ["PRESETS", "ModelConfig", "get_preset", "DepthartError", "load", "DepthART", "__version__"]
 
