@@ -151,7 +151,7 @@ def vae_fields(vae: dict, source: str) -> dict:
                 vae_num_res_blocks=nrb, share_quant_resi=share)
 
 
-def var_fields(var: dict, source: str, patch_nums=None) -> dict:
+def var_fields(var: dict, source: str, patch_nums=None, heads: int | None = None) -> dict:
     """ModelConfig fields of a VAR transformer state dict, read from tensor shapes."""
     if any(k.startswith("shared_ada_lin") for k in var):
         raise DepthartError(f"{source}: shared AdaLN (VAR-d36) checkpoints are not supported")
@@ -167,7 +167,15 @@ def var_fields(var: dict, source: str, patch_nums=None) -> dict:
     if depth == 0:
         raise DepthartError(f"{source}: no transformer blocks found (blocks.N.ada_lin.1.weight)")
     l2 = "blocks.0.attn.scale_mul_1H11" in var
-    heads = var["blocks.0.attn.scale_mul_1H11"].shape[1] if l2 else depth  # VAR's rule: heads = depth
+    if l2:
+        found = var["blocks.0.attn.scale_mul_1H11"].shape[1]
+        if heads is not None and heads != found:
+            raise DepthartError(f"{source}: has {found} attention heads (scale_mul_1H11), not {heads}")
+        heads = found
+    elif heads is None:
+        heads = depth  # no tensor records it: VAR's size rule, heads = depth
+    if width % heads:
+        raise DepthartError(f"{source}: width {width} is not divisible by {heads} heads; pass --heads")
     if patch_nums is None:
         patch_nums = VAR_PATCH_NUMS
         if sum(p * p for p in patch_nums) != L:
@@ -186,16 +194,18 @@ def var_fields(var: dict, source: str, patch_nums=None) -> dict:
 _VAR_DERIVED = ("lvl_1L", "attn_bias_for_masking")
 
 
-def import_var(vae_path, var_path, out_path=None, patch_nums=None, attn: str | None = None):
+def import_var(vae_path, var_path, out_path=None, patch_nums=None, attn: str | None = None,
+               heads: int | None = None):
     """Convert official VAR checkpoints (`vae_ch160v4096z32.pth`, `var_d{16,20,24,30}.pth`) to a model.
 
     Sizes are read from tensor shapes. `attn` overrides the attention variant ("plain" drops
-    `scale_mul_1H11`, as the DepthART release does). Writes `out_path` (safetensors) if given.
+    `scale_mul_1H11`, as the DepthART release does). `heads` is only needed for checkpoints
+    without `scale_mul_1H11` that break VAR's heads = depth rule. Writes `out_path` if given.
     """
     vae = _torch_load(vae_path)
     var = _torch_load(var_path)
     vf = vae_fields(vae, os.fspath(vae_path))
-    tf = var_fields(var, os.fspath(var_path), patch_nums)
+    tf = var_fields(var, os.fspath(var_path), patch_nums, heads)
     if tf.pop("_cvae") != vf["cvae"]:
         raise DepthartError(f"{var_path}: transformer expects {var['word_embed.weight'].shape[1]}-channel "
                             f"latents, the VQ-VAE {vae_path} has {vf['cvae']}; they are not a pair")

@@ -58,8 +58,10 @@ def _need_torch():
                    "'plain' drops scale_mul_1H11 as the DepthART release does.")
 @click.option("--patch-nums", default=None, metavar="1,2,3,...",
               help="Scale schedule, if not VAR's default 1,2,3,4,5,6,8,10,13,16.")
+@click.option("--heads", type=click.IntRange(min=1), default=None,
+              help="Attention heads, for checkpoints without scale_mul_1H11 that break VAR's heads = depth rule.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
-def import_var_cmd(vae_path, var_path, output, attn, patch_nums, overwrite):
+def import_var_cmd(vae_path, var_path, output, attn, patch_nums, heads, overwrite):
     """Convert official VAR checkpoints into a depthart checkpoint.
 
     Sizes (depth, width, VQ-VAE channels) are read from the tensors; nothing is downloaded.
@@ -77,7 +79,7 @@ def import_var_cmd(vae_path, var_path, output, attn, patch_nums, overwrite):
             raise click.BadParameter(f"expected comma-separated integers, got {patch_nums!r}",
                                      param_hint="--patch-nums") from None
     try:
-        model = import_var(vae_path, var_path, output, patch_nums=pn, attn=attn)
+        model = import_var(vae_path, var_path, output, patch_nums=pn, attn=attn, heads=heads)
     except DepthartError as e:
         _fail(str(e))
     cfg = model.cfg

@@ -76,6 +76,12 @@ def test_import_var_plain_attention_drops_the_scale(tiny_model, tmp_path):
     assert import_var(vae, tmp_path / "plain.pth", patch_nums=(1, 2, 4)).cfg.attn == "plain"
     with pytest.raises(DepthartError, match="l2norm"):
         import_var(vae, tmp_path / "plain.pth", patch_nums=(1, 2, 4), attn="l2norm")
+    # heads are not recorded without the scale: VAR's rule (heads = depth) unless given
+    assert import_var(vae, tmp_path / "plain.pth", patch_nums=(1, 2, 4), heads=4).cfg.heads == 4
+    with pytest.raises(DepthartError, match="not divisible"):
+        import_var(vae, tmp_path / "plain.pth", patch_nums=(1, 2, 4), heads=3)
+    with pytest.raises(DepthartError, match="2 attention heads"):
+        import_var(vae, var, patch_nums=(1, 2, 4), heads=4)
 
 
 def test_import_var_rejects_mismatched_or_foreign_files(tiny_model, tmp_path):
