@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
+from .resize import resize
 from .vqvae import VQVAE
 
 
@@ -235,11 +236,7 @@ class DepthART(nn.Module):
         """The image's pyramid for the prefix (B, L, cvae): the frozen VQ-VAE's cumulative
         reconstruction after each scale, bicubic-resized to that scale's grid."""
         _, f_hats = self.vae.quantize.tokenize(self.vae.encode(img_B3HW))
-        last = self.cfg.patch_nums[-1]
-        parts = []
-        for pn, f_hat in zip(self.cfg.patch_nums, f_hats):
-            x = F.interpolate(f_hat, size=(pn, pn), mode="bicubic") if pn != last else f_hat
-            parts.append(x.flatten(2).transpose(1, 2))
+        parts = [resize(f_hat, pn, "bicubic").flatten(2).transpose(1, 2) for pn, f_hat in zip(self.cfg.patch_nums, f_hats)]
         return torch.cat(parts, dim=1)
 
     def image_prefix(self, img_B3HW: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,9 @@ quantisation over the scale schedule is written once, as two per-scale transitio
   yet explain, at scale k (area-downsampled);
 - `accumulate(k, f_hat, h)`: add scale k's code vectors to `f_hat` (bicubic upsample, phi).
 
+Resizes between token-map sizes are constant matrices (`depthart.resize`), equal to VAR's
+`F.interpolate` calls to float rounding.
+
 Tokenisation, teacher-forcing inputs, inference and DepthART's dynamic targets are all
 loops over these two functions.
 """
@@ -19,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
+from .resize import resize
 
 
 def _norm(c: int) -> nn.GroupNorm:
@@ -214,21 +218,15 @@ class MultiScaleQuantizer(nn.Module):
         """Scale k's tokens for what `f_hat` does not yet explain of `f`: nearest codes of area(f - f_hat)."""
         rest = f_BChw - f_hat_BChw
         pn = self.cfg.patch_nums[k]
-        if k < self.cfg.num_scales - 1:
-            rest = F.interpolate(rest, size=(pn, pn), mode="area")
-        return self.nearest(rest)
+        return self.nearest(resize(rest, pn, "area"))
 
     def accumulate(self, k: int, f_hat_BChw: torch.Tensor, h_BChw: torch.Tensor) -> torch.Tensor:
         """f_hat + phi_k(bicubic_up(h)): add scale k's code vectors (B, cvae, pn, pn) to f_hat. Out of place."""
-        if k < self.cfg.num_scales - 1:
-            h_BChw = F.interpolate(h_BChw, size=(self.last, self.last), mode="bicubic")
-        return f_hat_BChw + self.phi(k)(h_BChw)
+        return f_hat_BChw + self.phi(k)(resize(h_BChw, self.last, "bicubic"))
 
     def next_input(self, k: int, f_hat_BChw: torch.Tensor) -> torch.Tensor:
         """The input token map of scale k (> 0): f_hat area-downsampled, flattened to (B, pn*pn, cvae)."""
-        pn = self.cfg.patch_nums[k]
-        x = F.interpolate(f_hat_BChw, size=(pn, pn), mode="area") if pn != self.last else f_hat_BChw
-        return x.flatten(2).transpose(1, 2)
+        return resize(f_hat_BChw, self.cfg.patch_nums[k], "area").flatten(2).transpose(1, 2)
 
     # ---- loops over the two transitions ----
     def tokenize(self, f_BChw: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -1,0 +1,38 @@
+"""Resizes between the fixed token-map sizes, as constant matrices.
+
+Area downsampling (16 -> 13, 10, 6, ...) and bicubic resizing between fixed sizes are linear maps.
+We build each map once by running PyTorch's own `F.interpolate` on the identity basis and apply it
+as a matmul. The model uses these everywhere, so the exported graphs (a MatMul with a constant,
+which every exporter and TensorRT handle) compute exactly what the PyTorch model computes; the
+maps equal `F.interpolate` to float rounding (tested).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+
+@functools.lru_cache(maxsize=None)
+def _matrix_cpu(src: int, dst: int, mode: str) -> torch.Tensor:
+    eye = torch.eye(src * src, dtype=torch.float64).view(src * src, 1, src, src)
+    out = F.interpolate(eye, size=(dst, dst), mode=mode)  # (src*src, 1, dst, dst): column j = image of basis j
+    return out.view(src * src, dst * dst).T.contiguous().float()  # (dst*dst, src*src)
+
+
+def resize_matrix(src: int, dst: int, mode: str, device=None) -> torch.Tensor:
+    """(dst*dst, src*src) float32 matrix M with resize(x).flatten() == M @ x.flatten() per channel."""
+    return _matrix_cpu(src, dst, mode).to(device)
+
+
+def resize(x_BChw: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """Resize square maps (B, C, s, s) -> (B, C, size, size) with `mode` ("area" or "bicubic")."""
+    B, C, h, w = x_BChw.shape
+    if h != w:
+        raise ValueError(f"resize expects square maps, got {h}x{w}")
+    if h == size:
+        return x_BChw
+    M = resize_matrix(h, size, mode, x_BChw.device).to(x_BChw.dtype)
+    return (x_BChw.reshape(B, C, h * w) @ M.T).reshape(B, C, size, size)
