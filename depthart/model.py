@@ -323,8 +323,11 @@ class DepthART(nn.Module):
     @torch.no_grad()
     def predict_normalized(self, img_B3HW: torch.Tensor, sampler=None) -> torch.Tensor:
         """Model-resolution image in [-1, 1] -> relative depth (B, 1, H, W) in [0, 1] (0 near)."""
-        img = self.vae.decode(self.generate(img_B3HW, sampler))
-        return ((img + 1) / 2).mean(1, keepdim=True)
+        return self.decode_depth(self.generate(img_B3HW, sampler))
+
+    def decode_depth(self, f_hat_BChw: torch.Tensor) -> torch.Tensor:
+        """Final latent -> relative depth (B, 1, H, W) in [0, 1]: decode, clamp, map to [0, 1], mean of channels."""
+        return ((self.vae.decode(f_hat_BChw) + 1) / 2).mean(1, keepdim=True)
 
     @torch.no_grad()
     def predict(self, image, sampler=None):

@@ -9,17 +9,33 @@ maps equal `F.interpolate` to float rounding (tested).
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
 
-@functools.lru_cache(maxsize=None)
+_CACHE: dict[tuple[int, int, str], torch.Tensor] = {}
+
+
 def _matrix_cpu(src: int, dst: int, mode: str) -> torch.Tensor:
-    eye = torch.eye(src * src, dtype=torch.float64).view(src * src, 1, src, src)
-    out = F.interpolate(eye, size=(dst, dst), mode=mode)  # (src*src, 1, dst, dst): column j = image of basis j
-    return out.view(src * src, dst * dst).T.contiguous().float()  # (dst*dst, src*src)
+    key = (src, dst, mode)
+    if key not in _CACHE:
+        eye = torch.eye(src * src, dtype=torch.float64).view(src * src, 1, src, src)
+        out = F.interpolate(eye, size=(dst, dst), mode=mode)  # image of basis vector j is row j
+        m = out.view(src * src, dst * dst).T.contiguous().float()  # (dst*dst, src*src)
+        if type(m) is not torch.Tensor:  # made under tracing (fake tensors): never cache that
+            return m
+        _CACHE[key] = m
+    return _CACHE[key]
+
+
+def precompute(patch_nums) -> None:
+    """Build every matrix a model with this schedule uses, eagerly (models call this when built),
+    so that tracing for export finds real constants in the cache."""
+    last = patch_nums[-1]
+    for p in patch_nums[:-1]:
+        _matrix_cpu(last, p, "area")
+        _matrix_cpu(p, last, "bicubic")
+        _matrix_cpu(last, p, "bicubic")
 
 
 def resize_matrix(src: int, dst: int, mode: str, device=None) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
-from .resize import resize
+from .resize import precompute, resize
 
 
 def _norm(c: int) -> nn.GroupNorm:
@@ -55,9 +55,10 @@ class AttnBlock(nn.Module):
 
     def forward(self, x):
         B, C, H, W = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, C, H * W).transpose(2, 3).unbind(1)  # each (B, HW, C)
-        h = F.scaled_dot_product_attention(q, k, v)  # (B, HW, C)
-        return x + self.proj_out(h.transpose(1, 2).reshape(B, C, H, W))
+        qkv = self.qkv(self.norm(x)).reshape(B, 3, 1, C, H * W).transpose(3, 4)
+        q, k, v = qkv.unbind(1)  # each (B, 1, HW, C): one head (4-D for the ONNX exporter)
+        h = F.scaled_dot_product_attention(q, k, v)  # (B, 1, HW, C)
+        return x + self.proj_out(h.transpose(2, 3).reshape(B, C, H, W))
 
 
 class Downsample(nn.Module):
@@ -193,6 +194,7 @@ class MultiScaleQuantizer(nn.Module):
         # VAR's codebook-usage statistics; kept so official checkpoints load strictly
         self.register_buffer("ema_vocab_hit_SV", torch.zeros(cfg.num_scales, cfg.vocab_size))
         self._phi_of_scale = [cfg.phi_index(k) for k in range(cfg.num_scales)]
+        precompute(cfg.patch_nums)
 
     @property
     def last(self) -> int:

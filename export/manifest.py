@@ -1,0 +1,70 @@
+"""The bundle manifest (`manifest.json`): everything the runtime needs, nothing inferred from file names.
+
+Schema version 1. Top-level keys:
+    schema_version, format ("depthart-bundle"), created, precision, opset,
+    model (ModelConfig fields), checkpoint {source, sha256}, image_size, batch {max},
+    preprocess, postprocess, kv_cache, steps (per scale: scale, patch, tokens, past, slots, logits_tail),
+    graphs {name: {file, bytes, ops, inputs, outputs}}, parity, software.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+
+from ..fileio import atomic_write_bytes
+
+SCHEMA_VERSION = 1
+FORMAT = "depthart-bundle"
+
+PREPROCESS = {
+    "reference": "depthart/preprocess.py",
+    "exif_transpose": True,
+    "to_rgb8": "16-bit scaled by 255/65535, greyscale repeated, alpha dropped",
+    "resize": {"library": "Pillow", "filter": "BICUBIC", "keep_aspect": False},
+    "scale": "x / 127.5 - 1",
+    "layout": "NCHW float32 in [-1, 1]",
+}
+POSTPROCESS = {
+    "depth": "decoder output (B, 1, S, S): relative depth in [0, 1], 0 = near",
+    "resize_to_input": "bicubic, clipped to [0, 1]",
+}
+
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def software_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("depthart", "torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "polygraphy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_manifest(bundle_dir, manifest: dict) -> None:
+    atomic_write_bytes(os.path.join(bundle_dir, "manifest.json"),
+                       (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_manifest(bundle_dir) -> dict:
+    path = os.path.join(bundle_dir, "manifest.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{bundle_dir}: no manifest.json (not a depthart bundle, or an unfinished export)")
+    with open(path) as f:
+        m = json.load(f)
+    if m.get("format") != FORMAT or m.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: format {m.get('format')!r} schema {m.get('schema_version')!r}; "
+                         f"this depthart reads {FORMAT!r} schema {SCHEMA_VERSION}")
+    return m
