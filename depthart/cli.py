@@ -29,6 +29,7 @@ def main():
       depthart import-var --vae vae_ch160v4096z32.pth --var var_d16.pth -o var_d16.safetensors
       depthart predict photo.jpg more_photos/ -o out/ --checkpoint model.safetensors
       depthart predict samples/coffee.jpg -o out/ --checkpoint tiny     # random weights
+      depthart export --checkpoint model.safetensors -o bundle/ [--trt]
 
     Run `depthart COMMAND -h` for a command's options.
     """
@@ -176,6 +177,78 @@ def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, n
     click.echo(f"{done} of {len(paths)} images written to {output_dir}", err=True)
     if failed:
         sys.exit(1)
+
+
+@main.command("export")
+@click.option("-c", "--checkpoint", envvar="DEPTHART_CHECKPOINT", required=True, metavar="PATH|PRESET",
+              help="A depthart checkpoint (.safetensors), or a preset name for random weights. "
+                   "Env: DEPTHART_CHECKPOINT.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="The bundle folder to write.")
+@click.option("--trt", is_flag=True, help="Also build TensorRT engines (needs TensorRT and an NVIDIA GPU).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Engine precision (the ONNX graphs are fp32).")
+@click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Batch size of the engines.")
+@click.option("--workspace-mb", type=click.IntRange(min=16), default=None, help="TensorRT builder workspace limit.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
+              help="TensorRT timing cache file to reuse and update.")
+@click.option("--no-check", is_flag=True, help="Skip the onnxruntime vs PyTorch parity check.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle.")
+def export_cmd(checkpoint, output, trt, precision, batch, workspace_mb, timing_cache, no_check, force):
+    """Export a checkpoint to a bundle: ONNX graphs + manifest.json (+ TensorRT engines with --trt).
+
+    Every graph is checked against an op allowlist for TensorRT 10.3 .. 11.x and, unless
+    --no-check, run in onnxruntime (CPU) against PyTorch eager on a test image.
+    """
+    _need_torch()
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+        import polygraphy  # noqa: F401
+    except ImportError as e:
+        _fail(f"export needs the export extra ({e.name} is missing): pip install \"depthart[export]\"")
+    if not no_check:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            _fail('the parity check runs the graphs in onnxruntime: pip install "depthart[ort]" (or [ort-gpu]), '
+                  "or pass --no-check")
+    from .checkpoint import load
+    from .export.bundle import export_bundle
+    from .export.manifest import file_sha256, write_manifest
+
+    if os.path.exists(output) and not force:
+        _fail(f"{output} exists; pass --force to replace it")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = load(checkpoint)
+        for w in caught:
+            click.echo(f"warning: {w.message}", err=True)
+        sha = file_sha256(checkpoint) if os.path.isfile(checkpoint) else None
+        manifest = export_bundle(model, output, source=checkpoint, checkpoint_sha256=sha, force=force,
+                                 check=not no_check, progress=lambda m: click.echo(f"  {m}", err=True))
+    except DepthartError as e:
+        _fail(str(e))
+    parity = manifest["parity"] or {}
+    click.echo(f"{'graph':<10} {'MB':>9} {'ops':>4}  max abs diff vs eager")
+    for name, g in manifest["graphs"].items():
+        err = max((parity.get("max_abs") or {}).get(name, {}).values(), default=None)
+        click.echo(f"{name:<10} {g['bytes'] / 1e6:>9.2f} {len(g['ops']):>4}  {'-' if err is None else f'{err:.2e}'}")
+    click.echo(f"wrote {output}")
+    if parity and not parity["passed"]:
+        _fail("parity check FAILED: " + "; ".join(parity["failures"]))
+    if trt:
+        from .export.trt import build_engines
+
+        try:
+            engines = build_engines(output, manifest, precision=precision, batch=batch, workspace_mb=workspace_mb,
+                                    timing_cache=timing_cache, progress=lambda m: click.echo(f"  {m}", err=True))
+        except DepthartError as e:
+            _fail(str(e))
+        manifest["engines"] = {name: {"file": f, "sidecar": f"{f}.json", "precision": precision, "batch": batch}
+                               for name, f in engines.items()}
+        write_manifest(output, manifest)
+        click.echo(f"built {len(engines)} TensorRT engines in {output}")
 
 
 if __name__ == "__main__":

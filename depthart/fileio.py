@@ -21,11 +21,23 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_dir_mode() -> int:
+    """Permissions of a new folder under the current umask (mkdtemp makes 0700)."""
+    return 0o777 & ~_umask()
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

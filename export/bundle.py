@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from ..errors import DepthartError
+from ..fileio import default_dir_mode
 from . import manifest as mf
 from .compare import check_parity
 from .loop import ort_runner, steps, torch_runner
@@ -113,6 +114,7 @@ def _replace_dir(src: str, dst: str) -> None:
     if os.path.exists(dst):
         old = tempfile.mkdtemp(dir=os.path.dirname(dst), prefix=f".{os.path.basename(dst)}.old-")
         os.rename(dst, os.path.join(old, "bundle"))
+    os.chmod(src, default_dir_mode())
     os.rename(src, dst)
     if old:
         shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,146 @@
+"""Export: ONNX graphs that match PyTorch eager, meet the edge constraints, and a manifest that describes them."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+
+from depthart.cli import main
+from depthart.export.bundle import export_bundle, parity_image
+from depthart.export.compare import check_parity
+from depthart.export.loop import ort_runner, run_loop, steps, torch_runner
+from depthart.export.manifest import SCHEMA_VERSION, read_manifest
+from depthart.export.onnx import ALLOWED_OPS, OPSET, graph_ops, graph_specs
+from depthart.export.trt import tensorrt_status
+
+FORBIDDEN = {"If", "Loop", "Scan", "ScatterND", "ScatterElements", "Scatter", "TensorScatter", "Attention"}
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    """A tiny random-weight checkpoint exported through the CLI, with --trt (which needs TensorRT)."""
+    from conftest import randomize_
+    from depthart.checkpoint import save_checkpoint
+    from depthart.config import get_preset
+    from depthart.model import DepthART
+
+    torch.manual_seed(0)
+    model = randomize_(DepthART(get_preset("tiny")).eval())
+    root = tmp_path_factory.mktemp("export")
+    ckpt = root / "tiny.safetensors"
+    save_checkpoint(model, ckpt)
+    out = root / "bundle"
+    result = CliRunner().invoke(main, ["export", "-c", str(ckpt), "-o", str(out), "--trt"])
+    return {"model": model, "dir": out, "ckpt": ckpt, "result": result, "root": root}
+
+
+def test_cli_writes_the_bundle_and_explains_missing_tensorrt(tiny_bundle):
+    r = tiny_bundle["result"]
+    assert "step" in r.output and "max abs diff" in r.output  # the summary table
+    assert (tiny_bundle["dir"] / "manifest.json").is_file()
+    trt_ok, _ = tensorrt_status()
+    if trt_ok:
+        assert r.exit_code == 0, r.output
+    else:  # the ONNX bundle is complete; --trt fails with an actionable message, no traceback
+        assert r.exit_code == 1
+        assert "TensorRT" in r.output and "--trt" in r.output and "Traceback" not in r.output
+    # no half-written folders are left next to the bundle
+    assert sorted(p.name for p in tiny_bundle["root"].iterdir()) == ["bundle", "tiny.safetensors"]
+
+
+def test_manifest_fully_describes_the_bundle(tiny_bundle):
+    m = read_manifest(tiny_bundle["dir"])
+    cfg = tiny_bundle["model"].cfg
+    assert m["schema_version"] == SCHEMA_VERSION and m["opset"] == OPSET and m["precision"] == "fp32"
+    assert m["model"] == json.loads(cfg.to_json())
+    assert m["checkpoint"]["sha256"] and len(m["checkpoint"]["sha256"]) == 64
+    assert m["steps"] == steps(cfg) and [s["tokens"] for s in m["steps"]] == [21 + 1, 4, 16]
+    assert m["kv_cache"]["slots"] == 1 + cfg.seq_len
+    assert set(m["graphs"]) == {"prefix", "step", "next_0", "next_1", "next_2", "decoder"}
+    for name, g in m["graphs"].items():
+        model = onnx.load(str(tiny_bundle["dir"] / g["file"]))
+        assert [i.name for i in model.graph.input] == [i["name"] for i in g["inputs"]], name
+        assert [o.name for o in model.graph.output] == [o["name"] for o in g["outputs"]], name
+        assert os.path.getsize(tiny_bundle["dir"] / g["file"]) <= g["bytes"]
+    step = m["graphs"]["step"]
+    assert [i["name"] for i in step["inputs"]] == ["x", "past_k", "past_v"]
+    assert [o["name"] for o in step["outputs"]] == ["logits", "tokens", "h", "new_k", "new_v"]
+    assert step["inputs"][1]["shape"] == ["past", cfg.depth, "batch", cfg.heads, cfg.head_dim]
+    assert {o["name"]: o["dtype"] for o in step["outputs"]}["tokens"] == "int64"
+    assert m["parity"]["passed"] and m["parity"]["tokens_identical"]
+    assert m["parity"]["depth_max_abs"] <= 1e-4
+
+
+def test_every_graph_meets_the_edge_constraints(tiny_bundle):
+    m = read_manifest(tiny_bundle["dir"])
+    for name, g in m["graphs"].items():
+        path = tiny_bundle["dir"] / g["file"]
+        ops = graph_ops(path)
+        assert ops <= ALLOWED_OPS, (name, ops - ALLOWED_OPS)
+        assert not ops & FORBIDDEN and not any("::" in o for o in ops), name  # no contrib domains
+        model = onnx.load(str(path))
+        assert {o.domain or "ai.onnx": o.version for o in model.opset_import}["ai.onnx"] == OPSET
+        for t in list(model.graph.input) + list(model.graph.output):  # no zero-length static dims
+            assert all(d.dim_param or d.dim_value > 0 for d in t.type.tensor_type.shape.dim), (name, t.name)
+        for init in model.graph.initializer:
+            assert all(d > 0 for d in init.dims), (name, init.name)
+
+
+def test_polygraphy_lint_passes(tiny_bundle):
+    m = read_manifest(tiny_bundle["dir"])
+    for name in ("prefix", "step", "next_0", "decoder"):
+        r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "polygraphy"), "check", "lint",
+                            str(tiny_bundle["dir"] / m["graphs"][name]["file"])], capture_output=True, text=True)
+        assert r.returncode == 0, (name, r.stdout[-2000:], r.stderr[-2000:])
+
+
+def test_graph_loop_equals_the_model_and_onnx_matches_on_a_batch(tiny_bundle):
+    model = tiny_bundle["model"]
+    cfg = model.cfg
+    img = parity_image(cfg.image_size, batch=2, seed=3)
+    # the torch wrappers, looped with the bundle's cache layout, are the model's own inference
+    ref = run_loop(torch_runner(graph_specs(model)), cfg, img)
+    with torch.no_grad():
+        f_hat, tokens = model.generate(torch.from_numpy(img), return_tokens=True)
+        depth = model.decode_depth(f_hat).numpy()
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(ref["tokens"], tokens))
+    np.testing.assert_allclose(ref["depth"], depth, atol=1e-5)
+    # the ONNX graphs, on a batch of 2 (dynamic batch), judged by Polygraphy per output
+    m = read_manifest(tiny_bundle["dir"])
+    report = check_parity(torch_runner(graph_specs(model)), ort_runner(tiny_bundle["dir"], m), cfg, img)
+    assert report.passed, report.failures
+    assert report.tokens_identical and report.depth_max_abs <= 1e-4
+    assert max(v for d in report.max_abs.values() for v in d.values()) <= 1e-4
+
+
+def test_export_refuses_to_overwrite_and_cleans_up_after_failure(tiny_bundle, tmp_path, monkeypatch):
+    r = CliRunner().invoke(main, ["export", "-c", str(tiny_bundle["ckpt"]), "-o", str(tiny_bundle["dir"])])
+    assert r.exit_code == 1 and "--force" in r.output
+    import depthart.export.bundle as bundle
+
+    def boom(module, args, path, *a, **k):
+        if path.endswith("next_0.onnx"):
+            raise RuntimeError("disk full")
+        return real(module, args, path, *a, **k)
+
+    real = bundle.onnx_from_module
+    monkeypatch.setattr(bundle, "onnx_from_module", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_bundle(tiny_bundle["model"], tmp_path / "b", source="tiny", check=False)
+    assert list(tmp_path.iterdir()) == []  # neither the bundle nor a partial folder
+
+
+def test_small_preset_exports_with_parity(tmp_path):
+    from depthart.config import get_preset
+    from depthart.model import DepthART
+
+    torch.manual_seed(0)
+    m = export_bundle(DepthART(get_preset("small")).eval(), tmp_path / "small", source="small")
+    assert m["parity"]["passed"], m["parity"]["failures"]
+    assert len(m["steps"]) == 7 and m["parity"]["depth_max_abs"] <= 1e-4
