@@ -144,3 +144,15 @@ def test_small_preset_exports_with_parity(tmp_path):
     m = export_bundle(DepthART(get_preset("small")).eval(), tmp_path / "small", source="small")
     assert m["parity"]["passed"], m["parity"]["failures"]
     assert len(m["steps"]) == 7 and m["parity"]["depth_max_abs"] <= 1e-4
+
+
+def test_large_graphs_use_external_data_transparently(tmp_path, monkeypatch, tiny_bundle):
+    """Graphs over the inline limit (d30's 8 GB step) keep weights in a sidecar file; parity still holds."""
+    import depthart.export.onnx as onnx_mod
+
+    monkeypatch.setattr(onnx_mod, "INLINE_LIMIT", 0)
+    m = export_bundle(tiny_bundle["model"], tmp_path / "ext", source="tiny")
+    step = m["graphs"]["step"]
+    assert step["data_files"] == ["step.onnx.data"]
+    assert (tmp_path / "ext" / "step.onnx.data").stat().st_size > 0.9 * step["bytes"]
+    assert m["parity"]["passed"], m["parity"]["failures"]
