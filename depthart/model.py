@@ -333,12 +333,11 @@ class DepthART(nn.Module):
     def predict(self, image, sampler=None):
         """Depth of one image (PIL image, uint8/uint16 array or path) as float32 HxW in [0, 1], at its size.
 
-        0 is near. Preprocessing: `depthart.preprocess`. Output: bicubic resize back, clipped to [0, 1].
+        0 is near. Preprocessing and the resize back: `depthart.preprocess`.
         """
-        from .preprocess import load_image, to_model_input
+        from .preprocess import load_image, resize_depth, to_model_input
 
         img = load_image(image)
         x = torch.from_numpy(to_model_input(img, self.cfg.image_size))[None].to(self.pos_1LC.device)
-        depth = self.predict_normalized(x, sampler)
-        depth = F.interpolate(depth, size=(img.height, img.width), mode="bicubic").clamp(0, 1)
-        return depth[0, 0].float().cpu().numpy()
+        depth = self.predict_normalized(x, sampler)[0, 0].float().cpu().numpy()
+        return resize_depth(depth, img.height, img.width)

@@ -10,7 +10,9 @@ numpy + Pillow only (no torch), so the runtime can import it.
    BICUBIC filter, aspect ratio NOT preserved (as the DepthART release).
 4. float32 (3, S, S) in [-1, 1]: x / 127.5 - 1.
 
-The depth map comes back at model resolution and is resized to the input's size (bicubic).
+The depth map comes back at model resolution and is resized to the input's size with
+`resize_depth` (Pillow BICUBIC on float32, clipped to [0, 1]); the PyTorch model and the runtime
+both call it, so their outputs agree at every size.
 """
 
 from __future__ import annotations
@@ -89,3 +91,11 @@ def to_model_input(img: Image.Image, size: int) -> np.ndarray:
         raise ImageError(f"expected an RGB image, got mode {img.mode}; call load_image first")
     a = np.asarray(img.resize((size, size), Image.BICUBIC), dtype=np.float32)
     return np.ascontiguousarray((a / 127.5 - 1.0).transpose(2, 0, 1))
+
+
+def resize_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Model-resolution depth (h, w) in [0, 1] -> (height, width) float32, Pillow BICUBIC, clipped to [0, 1]."""
+    d = np.ascontiguousarray(depth, dtype=np.float32)
+    if d.shape != (height, width):
+        d = np.asarray(Image.fromarray(d, mode="F").resize((width, height), Image.BICUBIC), dtype=np.float32)
+    return np.clip(d, 0.0, 1.0)

@@ -71,6 +71,8 @@ def export_bundle(model, out_dir, *, source: str, checkpoint_sha256: str | None 
                             "bytes": size, "ops": sorted(ops), "export_s": round(time.perf_counter() - t0, 2),
                             **graph_io(path)}
             say(f"{name}: {size / 1e6:.1f} MB, {len(ops)} op types, {graphs[name]['export_s']:.1f} s")
+        # the codebook lets the runtime sample tokens (top-k/top-p) and look up their vectors
+        np.save(os.path.join(tmp, "codebook.npy"), model.vae.quantize.embedding.weight.detach().numpy())
         manifest = {
             "schema_version": mf.SCHEMA_VERSION,
             "format": mf.FORMAT,
@@ -88,6 +90,7 @@ def export_bundle(model, out_dir, *, source: str, checkpoint_sha256: str | None 
                          "dtype": "float32"},
             "steps": steps(cfg),
             "graphs": graphs,
+            "codebook": "codebook.npy",
             "parity": None,
             "software": mf.software_versions(),
         }

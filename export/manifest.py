@@ -16,8 +16,7 @@ import platform
 
 from ..fileio import atomic_write_bytes
 
-SCHEMA_VERSION = 1
-FORMAT = "depthart-bundle"
+from ..runtime.manifest import FORMAT, SCHEMA_VERSION  # noqa: F401  (the runtime owns the schema)
 
 PREPROCESS = {
     "reference": "depthart/preprocess.py",
@@ -59,12 +58,7 @@ def write_manifest(bundle_dir, manifest: dict) -> None:
 
 
 def read_manifest(bundle_dir) -> dict:
-    path = os.path.join(bundle_dir, "manifest.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{bundle_dir}: no manifest.json (not a depthart bundle, or an unfinished export)")
-    with open(path) as f:
-        m = json.load(f)
-    if m.get("format") != FORMAT or m.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{path}: format {m.get('format')!r} schema {m.get('schema_version')!r}; "
-                         f"this depthart reads {FORMAT!r} schema {SCHEMA_VERSION}")
-    return m
+    """The validated manifest (the runtime's reader: one definition of what a bundle is)."""
+    from ..runtime.manifest import load_manifest
+
+    return load_manifest(bundle_dir)

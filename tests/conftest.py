@@ -63,5 +63,45 @@ def tiny_checkpoint(tmp_path, tiny_model):
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A tiny random-weight checkpoint exported through the CLI, with --trt (which needs TensorRT).
+
+    {"model", "dir", "ckpt", "result" (the CLI result), "root"}; shared by export and runtime tests.
+    """
+    import torch
+    from click.testing import CliRunner
+
+    from depthart.checkpoint import save_checkpoint
+    from depthart.cli import main
+    from depthart.config import get_preset
+    from depthart.model import DepthART
+
+    torch.manual_seed(0)
+    model = randomize_(DepthART(get_preset("tiny")).eval())
+    root = tmp_path_factory.mktemp("export")
+    ckpt = root / "tiny.safetensors"
+    save_checkpoint(model, ckpt)
+    out = root / "bundle"
+    result = CliRunner().invoke(main, ["export", "-c", str(ckpt), "-o", str(out), "--trt"])
+    return {"model": model, "dir": out, "ckpt": ckpt, "result": result, "root": root}
+
+
+@pytest.fixture(scope="session")
+def small_bundle(tmp_path_factory):
+    """The `small` preset with random weights, exported with the parity check."""
+    import torch
+
+    from depthart.config import get_preset
+    from depthart.export.bundle import export_bundle
+    from depthart.model import DepthART
+
+    torch.manual_seed(0)
+    model = randomize_(DepthART(get_preset("small")).eval(), seed=1)
+    out = tmp_path_factory.mktemp("small") / "bundle"
+    export_bundle(model, out, source="small")
+    return {"model": model, "dir": out}
+
+
 def pytest_report_header(config):
     return f"depthart tests from {REPO} (cwd {os.getcwd()})"

@@ -22,24 +22,6 @@ from depthart.export.trt import tensorrt_status
 FORBIDDEN = {"If", "Loop", "Scan", "ScatterND", "ScatterElements", "Scatter", "TensorScatter", "Attention"}
 
 
-@pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory):
-    """A tiny random-weight checkpoint exported through the CLI, with --trt (which needs TensorRT)."""
-    from conftest import randomize_
-    from depthart.checkpoint import save_checkpoint
-    from depthart.config import get_preset
-    from depthart.model import DepthART
-
-    torch.manual_seed(0)
-    model = randomize_(DepthART(get_preset("tiny")).eval())
-    root = tmp_path_factory.mktemp("export")
-    ckpt = root / "tiny.safetensors"
-    save_checkpoint(model, ckpt)
-    out = root / "bundle"
-    result = CliRunner().invoke(main, ["export", "-c", str(ckpt), "-o", str(out), "--trt"])
-    return {"model": model, "dir": out, "ckpt": ckpt, "result": result, "root": root}
-
-
 def test_cli_writes_the_bundle_and_explains_missing_tensorrt(tiny_bundle):
     r = tiny_bundle["result"]
     assert "step" in r.output and "max abs diff" in r.output  # the summary table
@@ -136,12 +118,8 @@ def test_export_refuses_to_overwrite_and_cleans_up_after_failure(tiny_bundle, tm
     assert list(tmp_path.iterdir()) == []  # neither the bundle nor a partial folder
 
 
-def test_small_preset_exports_with_parity(tmp_path):
-    from depthart.config import get_preset
-    from depthart.model import DepthART
-
-    torch.manual_seed(0)
-    m = export_bundle(DepthART(get_preset("small")).eval(), tmp_path / "small", source="small")
+def test_small_preset_exports_with_parity(small_bundle):
+    m = read_manifest(small_bundle["dir"])
     assert m["parity"]["passed"], m["parity"]["failures"]
     assert len(m["steps"]) == 7 and m["parity"]["depth_max_abs"] <= 1e-4
 

@@ -1,0 +1,58 @@
+"""Reading and validating a bundle's manifest.json (schema version 1). numpy-free, torch-free."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..errors import DepthartError
+
+SCHEMA_VERSION = 1
+FORMAT = "depthart-bundle"
+REQUIRED = ("model", "steps", "graphs", "kv_cache", "image_size", "precision")
+GRAPHS = ("prefix", "step", "decoder")
+
+
+def load_manifest(bundle_dir) -> dict:
+    """The validated manifest of a bundle folder. Raises DepthartError naming what is wrong."""
+    path = os.path.join(os.fspath(bundle_dir), "manifest.json")
+    if not os.path.isdir(bundle_dir):
+        raise DepthartError(f"{bundle_dir}: no such bundle folder (create one with `depthart export`)")
+    if not os.path.isfile(path):
+        raise DepthartError(f"{bundle_dir}: no manifest.json (not a depthart bundle, or an unfinished export)")
+    try:
+        with open(path) as f:
+            m = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise DepthartError(f"{path}: unreadable manifest ({e})") from None
+    if m.get("format") != FORMAT:
+        raise DepthartError(f"{path}: format {m.get('format')!r} is not {FORMAT!r}")
+    if m.get("schema_version") != SCHEMA_VERSION:
+        raise DepthartError(f"{path}: schema version {m.get('schema_version')!r}; this depthart reads "
+                            f"version {SCHEMA_VERSION}: re-export the bundle with this depthart")
+    missing = [k for k in REQUIRED if k not in m]
+    if missing:
+        raise DepthartError(f"{path}: manifest lacks {missing}")
+    names = set(GRAPHS) | {f"next_{s['scale']}" for s in m["steps"]}
+    if names - set(m["graphs"]):
+        raise DepthartError(f"{path}: manifest lists no graph for {sorted(names - set(m['graphs']))}")
+    for name, g in m["graphs"].items():
+        for f in [g["file"], *g.get("data_files", [])]:
+            if not os.path.isfile(os.path.join(bundle_dir, f)):
+                raise DepthartError(f"{bundle_dir}: graph {name!r} needs {f}, which is missing")
+    return m
+
+
+def check_io(name: str, declared: dict, actual_inputs: list[str], actual_outputs: list[str]) -> None:
+    """Compare a loaded graph/engine's I/O names with the manifest, reporting differences both ways."""
+    problems = []
+    for kind, want, have in (("inputs", [i["name"] for i in declared["inputs"]], actual_inputs),
+                             ("outputs", [o["name"] for o in declared["outputs"]], actual_outputs)):
+        missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+        if missing:
+            problems.append(f"{kind} in the manifest but not in the graph: {missing}")
+        if extra:
+            problems.append(f"{kind} in the graph but not in the manifest: {extra}")
+    if problems:
+        raise DepthartError(f"graph {name!r} does not match the manifest: " + "; ".join(problems) +
+                            ". Re-export the bundle.")

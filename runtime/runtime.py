@@ -1,0 +1,170 @@
+"""DepthRuntime: the scale loop over a bundle's graphs. numpy + a backend, never torch.
+
+Per batch size, every buffer is allocated once (the KV cache for the whole sequence, each step's
+logits/tokens/code vectors, the next-scale inputs, two f_hat buffers used in turn, the depth map)
+and every graph call is bound to its buffers once; a prediction then only preprocesses, runs the
+bound calls in order and resizes the depth maps back. Steps write their new keys/values straight
+into the cache (slots [1 + begin_k, 1 + end_k), layout in the manifest's `kv_cache`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+
+import numpy as np
+
+from ..errors import DepthartError
+from ..preprocess import load_image, resize_depth, to_model_input
+from .manifest import load_manifest
+
+
+@dataclasses.dataclass
+class DepthResult:
+    """One image's prediction.
+
+    depth: float32 (H, W) relative depth in [0, 1] at the input's size, 0 = near.
+    timings: seconds per stage of the batch it ran in ("preprocess", "prefix", "step_k", "next_k",
+        "decoder", "postprocess", "total"); shared by all images of a batch.
+    tokens: per scale, the chosen token indices (pn*pn,) int64.
+    """
+
+    depth: np.ndarray
+    timings: dict
+    tokens: list
+
+
+class _Plan:
+    """Buffers and bound calls for one batch size."""
+
+    def __init__(self, backend, m: dict, batch: int):
+        cfg = m["model"]
+        B, S = batch, m["image_size"]
+        P = cfg["patch_nums"][-1]
+        kv = m["kv_cache"]
+        f32 = np.float32
+        self.image = np.zeros((B, 3, S, S), f32)
+        shape = (kv["slots"], kv["depth"], B, kv["heads"], kv["head_dim"])
+        self.cache_k, self.cache_v = np.zeros(shape, f32), np.zeros(shape, f32)
+        self.f_hat = [np.zeros((B, cfg["cvae"], P, P), f32) for _ in range(2)]
+        self.depth = np.zeros((B, 1, S, S), f32)
+        steps = m["steps"]
+        x = np.zeros((B, steps[0]["tokens"], cfg["width"]), f32)  # step 0's input, from the prefix graph
+        self.calls = [("prefix", backend.bind("prefix", {"image": self.image}, {"x": x}))]
+        self.logits, self.tokens, self.h_tail = [], [], []
+        self.sample_after = {}
+        for s in steps:
+            k, (a, b), n, l = s["scale"], s["slots"], s["logits_tail"], s["tokens"]
+            logits = np.zeros((B, l, cfg["vocab_size"]), f32)
+            tokens = np.zeros((B, l), np.int64)
+            h = np.zeros((B, l, cfg["cvae"]), f32)
+            self.calls.append((f"step_{k}", backend.bind(
+                "step", {"x": x, "past_k": self.cache_k[:a], "past_v": self.cache_v[:a]},
+                {"logits": logits, "tokens": tokens, "h": h, "new_k": self.cache_k[a:b], "new_v": self.cache_v[a:b]})))
+            # the next-scale graph takes the last n code vectors (all of them except at step 0)
+            h_tail = h if n == l else np.zeros((B, n, cfg["cvae"]), f32)
+            last = f"step_{k}"
+            if h_tail is not h:
+                last = f"tail_{k}"
+                self.calls.append((last, lambda src=h, dst=h_tail, n=n: np.copyto(dst, src[:, -n:])))
+            self.sample_after[last] = k  # a sampler replaces the greedy code vectors here
+            f_in, f_out = self.f_hat[k % 2], self.f_hat[(k + 1) % 2]
+            outs = {"f_hat_out": f_out}
+            if k + 1 < len(steps):
+                x = np.zeros((B, steps[k + 1]["tokens"], cfg["width"]), f32)
+                outs["x_next"] = x
+            self.calls.append((f"next_{k}", backend.bind(f"next_{k}", {"f_hat": f_in, "h": h_tail}, outs)))
+            self.logits.append(logits)
+            self.tokens.append(tokens)
+            self.h_tail.append(h_tail)
+        f_final = self.f_hat[len(steps) % 2]
+        self.calls.append(("decoder", backend.bind("decoder", {"f_hat": f_final}, {"depth": self.depth})))
+        self.tails = [s["logits_tail"] for s in steps]
+
+    def run(self, timings: dict, sampler=None, codebook=None):
+        self.f_hat[0][:] = 0  # step 0 adds to an empty latent (f_hat[0] also serves as a later output)
+        for name, call in self.calls:
+            t0 = time.perf_counter()
+            call()
+            k = self.sample_after.get(name) if sampler is not None else None
+            if k is not None:
+                n = self.tails[k]
+                idx, h = sampler(k, self.logits[k][:, -n:], codebook)
+                self.tokens[k][:, -n:] = idx
+                self.h_tail[k][:] = h
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+class DepthRuntime:
+    """Depth from images with an exported bundle, on onnxruntime or TensorRT.
+
+    Args:
+        bundle_dir: a folder written by `depthart export`.
+        backend: "ort" (onnxruntime; CPU, CUDA or TensorRT execution providers) or "trt" (TensorRT engines
+            built with `depthart export --trt`). Defaults to "ort".
+        device: for "ort", execution providers in order of preference, comma-separated: "cpu", "cuda",
+            "trt". Defaults to "cpu".
+        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+
+    One runtime serves one thread at a time: `predict` holds a lock, so sharing a runtime between
+    threads is safe but serialised; for parallel work create one runtime per thread.
+    """
+
+    def __init__(self, bundle_dir, backend: str = "ort", device: str = "cpu", threads: int | None = None):
+        self.bundle_dir = os.fspath(bundle_dir)
+        self.manifest = load_manifest(self.bundle_dir)
+        if backend == "ort":
+            from .backends.ort import OrtBackend
+
+            self.backend = OrtBackend(self.bundle_dir, self.manifest, device=device, threads=threads)
+        elif backend == "trt":
+            from .backends.trt import TrtBackend
+
+            self.backend = TrtBackend(self.bundle_dir, self.manifest)
+        else:
+            raise DepthartError(f"unknown backend {backend!r}; use ort or trt")
+        self.image_size = self.manifest["image_size"]
+        self.max_batch = self.manifest.get("batch", {}).get("max", 1)
+        self._plans: dict[int, _Plan] = {}
+        self._lock = threading.Lock()
+
+    def _plan(self, batch: int) -> _Plan:
+        if batch > self.max_batch:
+            raise DepthartError(f"batch {batch} exceeds the bundle's limit ({self.max_batch})")
+        if batch not in self._plans:
+            self._plans[batch] = _Plan(self.backend, self.manifest, batch)
+        return self._plans[batch]
+
+    def predict(self, image, sampler=None) -> DepthResult:
+        """Depth for one image (path, PIL image or array; see depthart.preprocess)."""
+        return self.predict_batch([image], sampler)[0]
+
+    def predict_batch(self, images, sampler=None) -> list[DepthResult]:
+        """Depth for several images in one pass through the graphs (one batch)."""
+        t_start = time.perf_counter()
+        pil = [load_image(im) for im in images]
+        with self._lock:
+            plan = self._plan(len(pil))
+            for i, im in enumerate(pil):
+                plan.image[i] = to_model_input(im, self.image_size)
+            timings = {"preprocess": time.perf_counter() - t_start}
+            plan.run(timings, sampler, self._codebook() if sampler is not None else None)
+            t0 = time.perf_counter()
+            depth_maps = [resize_depth(plan.depth[i, 0], im.height, im.width) for i, im in enumerate(pil)]
+            tokens = [[t[i, -n:].copy() for t, n in zip(plan.tokens, plan.tails)] for i in range(len(pil))]
+        timings["postprocess"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_start
+        return [DepthResult(d, timings, t) for d, t in zip(depth_maps, tokens)]
+
+    def _codebook(self) -> np.ndarray:
+        if not hasattr(self, "_cb"):
+            name = self.manifest.get("codebook")
+            if not name:
+                raise DepthartError(f"{self.bundle_dir}: bundle has no codebook; re-export it to sample")
+            self._cb = np.load(os.path.join(self.bundle_dir, name))
+        return self._cb
+
+    def describe(self) -> str:
+        return self.backend.describe()

@@ -1,0 +1,137 @@
+"""The torch-free runtime against the PyTorch model it was exported from."""
+
+import json
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from depthart.errors import DepthartError
+from depthart.runtime import DepthRuntime
+from depthart.runtime.sampling import TopKTopP, filter_top_k_top_p
+
+
+def assert_matches_model(rt, model, image):
+    res = rt.predict(image)
+    ref = model.predict(image)
+    assert res.depth.shape == ref.shape and res.depth.dtype == np.float32
+    np.testing.assert_allclose(res.depth, ref, atol=1e-4, rtol=0)
+    return res
+
+
+@pytest.mark.parametrize("which", ["tiny_bundle", "small_bundle"])
+def test_runtime_matches_pytorch_predict(which, request, sample_photo):
+    import torch
+
+    b = request.getfixturevalue(which)
+    rt = DepthRuntime(b["dir"])
+    res = assert_matches_model(rt, b["model"], sample_photo)
+    # identical greedy tokens at every scale
+    from depthart.preprocess import load_image, to_model_input
+
+    x = torch.from_numpy(to_model_input(load_image(sample_photo), rt.image_size))[None]
+    _, tokens = b["model"].generate(x, return_tokens=True)
+    assert all(np.array_equal(a, t[0].numpy()) for a, t in zip(res.tokens, tokens))
+    stages = set(res.timings)
+    assert {"preprocess", "prefix", "step_0", "next_0", "decoder", "postprocess", "total"} <= stages
+
+
+def test_batch_equals_single_images_and_buffers_are_reused(tiny_bundle, sample_photo):
+    rt = DepthRuntime(tiny_bundle["dir"])
+    rng = np.random.default_rng(0)
+    other = (rng.random((40, 60, 3)) * 255).astype(np.uint8)
+    singles = [rt.predict(sample_photo).depth, rt.predict(other).depth]
+    plan = rt._plans[1]
+    ptr = plan.cache_k.ctypes.data
+    batch = rt.predict_batch([sample_photo, other])
+    for s, r in zip(singles, batch):
+        np.testing.assert_allclose(r.depth, s, atol=1e-5)
+    again = rt.predict(sample_photo)
+    assert rt._plans[1] is plan and plan.cache_k.ctypes.data == ptr  # allocated once per batch size
+    np.testing.assert_array_equal(again.depth, singles[0])  # no state leaks between frames
+    with pytest.raises(DepthartError, match="exceeds"):
+        rt.predict_batch([other] * (rt.max_batch + 1))
+
+
+def test_shared_runtime_is_thread_safe(tiny_bundle, sample_photo):
+    rt = DepthRuntime(tiny_bundle["dir"])
+    want = rt.predict(sample_photo).depth
+    rng = np.random.default_rng(1)
+    noise = (rng.random((24, 24, 3)) * 255).astype(np.uint8)
+    want_noise = rt.predict(noise).depth
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(3):
+                img, ref = (sample_photo, want) if i % 2 else (noise, want_noise)
+                np.testing.assert_array_equal(rt.predict(img).depth, ref)
+        except Exception as e:  # collected: assertion errors in threads do not fail the test by themselves
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_runtime_runs_without_torch(tiny_bundle, sample_photo, tmp_path):
+    ref = tiny_bundle["model"].predict(sample_photo)
+    np.save(tmp_path / "ref.npy", ref)
+    code = f"""
+import sys
+sys.modules['torch'] = None
+import numpy as np
+from depthart.runtime import DepthRuntime
+rt = DepthRuntime(r'{tiny_bundle["dir"]}')
+d = rt.predict(r'{sample_photo}').depth
+assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None and m.split('.')[0] == 'torch']
+print(float(np.abs(d - np.load(r'{tmp_path / "ref.npy"}')).max()))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout.strip()) <= 1e-4
+
+
+def test_bad_bundles_are_reported(tiny_bundle, tmp_path):
+    import shutil
+
+    with pytest.raises(DepthartError, match="no such bundle"):
+        DepthRuntime(tmp_path / "nope")
+    broken = tmp_path / "b"
+    shutil.copytree(tiny_bundle["dir"], broken)
+    (broken / "next_1.onnx").unlink()
+    with pytest.raises(DepthartError, match="next_1.onnx, which is missing"):
+        DepthRuntime(broken)
+    shutil.rmtree(broken)
+    shutil.copytree(tiny_bundle["dir"], broken)
+    m = json.loads((broken / "manifest.json").read_text())
+    m["graphs"]["step"]["outputs"][0]["name"] = "scores"
+    (broken / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DepthartError, match=r"not in the graph: \['scores'\].*not in the manifest: \['logits'\]"):
+        DepthRuntime(broken)
+    m["schema_version"] = 99
+    (broken / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DepthartError, match="schema version 99"):
+        DepthRuntime(broken)
+
+
+def test_numpy_sampling_is_seeded_and_filtered(tiny_bundle, sample_photo):
+    rt = DepthRuntime(tiny_bundle["dir"])
+    a = rt.predict(sample_photo, TopKTopP(top_k=5, seed=3))
+    b = rt.predict(sample_photo, TopKTopP(top_k=5, seed=3))
+    np.testing.assert_array_equal(a.depth, b.depth)
+    greedy = rt.predict(sample_photo)
+    top1 = rt.predict(sample_photo, TopKTopP(top_k=1, seed=0))
+    assert all(np.array_equal(x, y) for x, y in zip(top1.tokens, greedy.tokens))
+    np.testing.assert_allclose(top1.depth, greedy.depth, atol=1e-6)
+    lg = np.log(np.array([[[0.5, 0.3, 0.15, 0.05]]]))
+    assert np.isfinite(filter_top_k_top_p(lg, top_p=0.7)).tolist() == [[[True, True, False, False]]]
+    assert np.isfinite(filter_top_k_top_p(lg, top_k=3)).tolist() == [[[True, True, True, False]]]
+    draws = TopKTopP(top_k=2, seed=0).draw(np.repeat(lg, 2000, axis=1), 1)[..., 0]
+    share = np.bincount(draws.ravel(), minlength=4) / draws.size
+    assert share[2:].sum() == 0 and abs(share[0] - 0.5 / 0.8) < 0.05  # renormalised over the top 2
