@@ -251,5 +251,103 @@ def export_cmd(checkpoint, output, trt, precision, batch, workspace_mb, timing_c
         click.echo(f"built {len(engines)} TensorRT engines in {output}")
 
 
+@main.command("run")
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False), help="Where outputs go.")
+@click.option("--backend", type=click.Choice(["ort", "trt"]), default="ort", show_default=True,
+              help="onnxruntime (CPU/CUDA providers) or TensorRT engines.")
+@click.option("--device", default="cpu", show_default=True,
+              help="onnxruntime execution providers in order: cpu, cuda, trt (comma-separated).")
+@click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Images per pass.")
+@click.option("--side-by-side", is_flag=True, help="Also write <stem>_side.png (input | colour depth).")
+@click.option("--ply", is_flag=True, help="Also write <stem>.ply, a point cloud from assumed intrinsics.")
+@click.option("--fov", default=60.0, show_default=True, help="Horizontal field of view assumed for --ply (degrees).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+def run_cmd(bundle, inputs, output_dir, backend, device, batch, side_by_side, ply, fov, overwrite):
+    """Run an exported bundle (no PyTorch needed) on images, folders, videos or camera:N.
+
+    Images give <stem>.npy, <stem>.png (16-bit) and <stem>_color.png; videos and cameras give a colour
+    depth video <stem>_depth.mp4 at the input's frame rate. Bad inputs are reported by name and
+    skipped (exit status 1 at the end); Ctrl-C stops cleanly, keeping what was written.
+    """
+    import numpy as np
+
+    from .outputs import output_paths, save_depth
+    from .preprocess import ImageError, load_image
+    from .runtime import DepthRuntime
+    from .runtime.media import DepthVideoWriter, expand_sources, video_frames, write_ply, write_side_by_side
+
+    try:
+        rt = DepthRuntime(bundle, backend=backend, device=device)
+    except DepthartError as e:
+        _fail(str(e))
+    sources = expand_sources(inputs)
+    if not sources:
+        _fail("no inputs found")
+    os.makedirs(output_dir, exist_ok=True)
+    failed, done = [], 0
+    stems = dict(zip([p for _, p in sources], _unique_stems([p for _, p in sources])))
+
+    def write_image(path, img, depth):
+        stem = stems[path]
+        save_depth(depth, output_dir, stem, overwrite=overwrite)
+        rgb = np.asarray(img)
+        if side_by_side:
+            write_side_by_side(os.path.join(output_dir, f"{stem}_side.png"), rgb, depth)
+        if ply:
+            write_ply(os.path.join(output_dir, f"{stem}.ply"), rgb, depth, fov_deg=fov)
+
+    images = [p for k, p in sources if k == "image"]
+    streams = [p for k, p in sources if k in ("video", "camera")]
+    try:
+        with click.progressbar(length=len(images), label=f"images ({rt.describe()})", file=sys.stderr) as bar:
+            for i in range(0, len(images), batch):
+                group, loaded = images[i:i + batch], []
+                for p in group:
+                    if not overwrite and any(os.path.exists(q) for q in output_paths(output_dir, stems[p]).values()):
+                        failed.append(f"{p}: outputs exist in {output_dir}; pass --overwrite")
+                        continue
+                    try:
+                        loaded.append((p, load_image(p)))
+                    except ImageError as e:
+                        failed.append(str(e))
+                if loaded:
+                    results = rt.predict_batch([im for _, im in loaded])
+                    for (p, im), res in zip(loaded, results):
+                        write_image(p, im, res.depth)
+                        done += 1
+                bar.update(len(group))
+        for src in streams:
+            stem = stems[src].replace(":", "_")
+            out = os.path.join(output_dir, f"{stem}_depth.mp4")
+            if os.path.exists(out) and not overwrite:
+                failed.append(f"{src}: {out} exists; pass --overwrite")
+                continue
+            try:
+                fps, count, frames = video_frames(src)
+            except DepthartError as e:
+                failed.append(str(e))
+                continue
+            writer = DepthVideoWriter(out, fps, side_by_side=side_by_side)
+            try:
+                with click.progressbar(frames, length=count, label=f"{src} ({fps:.1f} fps)", file=sys.stderr) as bar:
+                    for frame in bar:
+                        writer.write(frame, rt.predict(frame).depth)
+                done += 1
+            except DepthartError as e:
+                failed.append(f"{src}: {e}")
+            finally:
+                writer.close()
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {done} input(s) finished; files written so far are complete", err=True)
+        sys.exit(130)
+    for msg in failed:
+        click.echo(f"error: {msg}", err=True)
+    click.echo(f"{done} of {len(sources)} inputs written to {output_dir}", err=True)
+    if failed:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -17,7 +17,9 @@ def atomic_path(path):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    # keep the extension at the end: some writers (OpenCV video) pick the format from it
+    suffix = ".tmp" + os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix)
     os.close(fd)
     try:
         yield tmp
