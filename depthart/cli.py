@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 
 import click
@@ -347,6 +348,123 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, side_by_side, pl
     click.echo(f"{done} of {len(sources)} inputs written to {output_dir}", err=True)
     if failed:
         sys.exit(1)
+
+
+@main.command("bench")
+@click.option("-c", "--checkpoint", default=None, metavar="PATH|PRESET",
+              help="Model for PyTorch eager (and for the bundle, if --bundle is not given). A preset name "
+                   "means random weights, fine for speed.")
+@click.option("--bundle", type=click.Path(file_okay=False), default=None,
+              help="An exported bundle; default: export the checkpoint to a temporary folder.")
+@click.option("--backends", default="ort", show_default=True, help="Runtime backends, comma-separated: ort, trt.")
+@click.option("--device", default="cpu", show_default=True, help="Eager torch device and onnxruntime providers.")
+@click.option("--image", type=click.Path(dir_okay=False), default=None, help="Input image (default: a test image).")
+@click.option("--runs", type=click.IntRange(1), default=10, show_default=True, help="Timed runs per contender.")
+@click.option("--warmup", type=click.IntRange(0), default=2, show_default=True, help="Untimed runs first.")
+@click.option("--no-eager", is_flag=True, help="Skip PyTorch eager (e.g. on a torch-free install).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all numbers as JSON.")
+def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eager, json_out):
+    """Latency of PyTorch eager vs the runtime backends, same model, same image, interleaved.
+
+    Prints p50/p90 end to end and per stage, the speed-up over eager, achieved GFLOP/s, memory and
+    the machine. Random-weight presets are fine for speed: depthart bench -c d16
+    """
+    import json
+    import tempfile
+
+    import numpy as np
+
+    from .preprocess import load_image, resize_depth, to_model_input
+    from .runtime import DepthRuntime
+    from .runtime.bench import format_table, machine_info, matmul_gflops, rss_mb, run_interleaved, summarize
+
+    if checkpoint is None and bundle is None:
+        _fail("give --checkpoint (a file or preset) and/or --bundle")
+    if image:
+        try:
+            img = load_image(image)
+        except ValueError as e:
+            _fail(str(e))
+    else:
+        from PIL import Image
+
+        img = Image.fromarray((np.random.default_rng(0).random((240, 320, 3)) * 255).astype(np.uint8)).resize(
+            (640, 480), Image.BICUBIC)  # smooth-ish test image
+    contenders, memory, flops = {}, {}, None
+    tmp = None
+    try:
+        if checkpoint is not None:
+            _need_torch()
+            import torch
+            from torch.utils.flop_counter import FlopCounterMode
+
+            from .checkpoint import load
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                before = rss_mb()[0]
+                model = load(checkpoint, "cuda" if device.startswith("cuda") else "cpu")
+            size = model.cfg.image_size
+            dev = model.pos_1LC.device
+            x = torch.from_numpy(to_model_input(img, size))[None].to(dev)
+            with FlopCounterMode(display=False) as fc:
+                model.predict_normalized(x)
+            flops = float(fc.get_total_flops())
+
+            def eager(im):
+                t0 = time.perf_counter()
+                t = torch.from_numpy(to_model_input(im, size))[None].to(dev)
+                stages = {"preprocess": time.perf_counter() - t0}
+                d = model.predict_normalized(t, timings=stages)[0, 0].float().cpu().numpy()
+                t1 = time.perf_counter()
+                resize_depth(d, im.height, im.width)
+                stages["postprocess"] = time.perf_counter() - t1
+                stages["total"] = time.perf_counter() - t0
+                return stages
+
+            if not no_eager:
+                contenders[f"eager ({dev})"] = eager
+                memory[f"eager ({dev})"] = rss_mb()[0] - before
+            if bundle is None:
+                from .export.bundle import export_bundle
+
+                tmp = tempfile.mkdtemp(prefix="depthart-bench-")
+                bundle = os.path.join(tmp, "bundle")
+                click.echo("exporting the model to a temporary bundle ...", err=True)
+                export_bundle(model, bundle, source=str(checkpoint), check=False)
+        for b in [x.strip() for x in backends.split(",") if x.strip()]:
+            before = rss_mb()[0]
+            try:
+                rt = DepthRuntime(bundle, backend=b, device=device if b == "ort" else "cpu")
+            except DepthartError as e:
+                _fail(str(e))
+            name = f"{b}: {rt.describe()}"
+            contenders[name] = lambda im, rt=rt: rt.predict(im).timings
+            memory[name] = rss_mb()[0] - before
+        with click.progressbar(length=warmup + runs, label="benchmarking", file=sys.stderr) as bar:
+            samples = run_interleaved(contenders, img, runs=runs, warmup=warmup,
+                                      progress=lambda i, n: bar.update(1))
+    finally:
+        if tmp:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    machine = machine_info()
+    matmul = matmul_gflops()
+    summary = summarize(samples, flops, baseline=next((n for n in contenders if n.startswith("eager")), None))
+    for name in summary:
+        summary[name]["rss_load_mb"] = round(memory.get(name, 0.0), 1)
+    click.echo(format_table(summary, machine, matmul, flops))
+    click.echo("memory (RSS growth when loading, MB): " +
+               ", ".join(f"{n}: {summary[n]['rss_load_mb']:.0f}" for n in summary) +
+               f"; process peak {rss_mb()[1]:.0f} MB")
+    if json_out:
+        from .fileio import atomic_write_bytes
+
+        data = {"machine": machine, "matmul_gflops": matmul, "flops_per_frame": flops, "runs": runs,
+                "warmup": warmup, "image_size": [img.width, img.height], "results": summary,
+                "peak_rss_mb": rss_mb()[1]}
+        atomic_write_bytes(json_out, (json.dumps(data, indent=2) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ State-dict names follow FoundationVision/VAR so `var_d16.pth` loads; the VQ-VAE 
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 import torch.nn as nn
@@ -26,6 +27,23 @@ import torch.nn.functional as F
 from .config import ModelConfig
 from .resize import resize
 from .vqvae import VQVAE
+
+
+class _Clock:
+    """Adds the seconds since the last call to timings[name] (synchronising CUDA); a no-op without a dict."""
+
+    def __init__(self, timings, device):
+        self.timings, self.cuda = timings, torch.device(device).type == "cuda"
+        self.t = time.perf_counter()
+
+    def __call__(self, name):
+        if self.timings is None:
+            return
+        if self.cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - self.t
+        self.t = now
 
 
 class KVCache:
@@ -294,14 +312,16 @@ class DepthART(nn.Module):
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
-    def generate(self, img_B3HW: torch.Tensor, sampler=None, return_tokens: bool = False):
+    def generate(self, img_B3HW: torch.Tensor, sampler=None, return_tokens: bool = False, timings=None):
         """Cached scale-by-scale loop. Returns the final latent f_hat (B, cvae, h, w) [and tokens].
 
-        `sampler(k, logits_BlV) -> code vectors (B, pn*pn, cvae)`; defaults to greedy argmax.
+        `sampler(k, logits_BlV, codebook) -> (idx, code vectors (B, pn*pn, cvae))`; defaults to greedy.
+        `timings`: an optional dict that receives seconds per stage (prefix, step_k, next_k), for benchmarks.
         """
         from .sampling import Greedy
 
         sampler = sampler or Greedy()
+        clock = _Clock(timings, img_B3HW.device)
         cfg = self.cfg
         B = img_B3HW.shape[0]
         cache = KVCache(cfg, B, img_B3HW.device, self.pos_1LC.dtype)
@@ -309,21 +329,28 @@ class DepthART(nn.Module):
         codebook = self.vae.quantize.embedding.weight
         f_hat = img_B3HW.new_zeros(B, cfg.cvae, cfg.patch_nums[-1], cfg.patch_nums[-1])
         x = torch.cat([self.image_prefix(img_B3HW), self.start_tokens(cond)], dim=1)
+        clock("prefix")
         tokens = []
         for k, (begin, _) in enumerate(cfg.step_ranges()):
             pn = cfg.patch_nums[k]
             logits = self.step(x, cond, cache, begin)[:, -pn * pn:]
             idx, h_BlCv = sampler(k, logits, codebook)
             tokens.append(idx)
+            clock(f"step_{k}")
             f_hat = self.vae.quantize.accumulate(k, f_hat, h_BlCv.transpose(1, 2).reshape(B, cfg.cvae, pn, pn))
             if k + 1 < cfg.num_scales:
                 x = self.embed_scale(k + 1, self.vae.quantize.next_input(k + 1, f_hat))
+            clock(f"next_{k}")
         return (f_hat, tokens) if return_tokens else f_hat
 
     @torch.no_grad()
-    def predict_normalized(self, img_B3HW: torch.Tensor, sampler=None) -> torch.Tensor:
+    def predict_normalized(self, img_B3HW: torch.Tensor, sampler=None, timings=None) -> torch.Tensor:
         """Model-resolution image in [-1, 1] -> relative depth (B, 1, H, W) in [0, 1] (0 near)."""
-        return self.decode_depth(self.generate(img_B3HW, sampler))
+        f_hat = self.generate(img_B3HW, sampler, timings=timings)
+        clock = _Clock(timings, img_B3HW.device)
+        depth = self.decode_depth(f_hat)
+        clock("decoder")
+        return depth
 
     def decode_depth(self, f_hat_BChw: torch.Tensor) -> torch.Tensor:
         """Final latent -> relative depth (B, 1, H, W) in [0, 1]: decode, clamp, map to [0, 1], mean of channels."""

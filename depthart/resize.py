@@ -19,10 +19,11 @@ _CACHE: dict[tuple[int, int, str], torch.Tensor] = {}
 def _matrix_cpu(src: int, dst: int, mode: str) -> torch.Tensor:
     key = (src, dst, mode)
     if key not in _CACHE:
-        eye = torch.eye(src * src, dtype=torch.float64).view(src * src, 1, src, src)
+        # explicitly on the CPU: models are also built under `with torch.device("meta")`
+        eye = torch.eye(src * src, dtype=torch.float64, device="cpu").view(src * src, 1, src, src)
         out = F.interpolate(eye, size=(dst, dst), mode=mode)  # image of basis vector j is row j
         m = out.view(src * src, dst * dst).T.contiguous().float()  # (dst*dst, src*src)
-        if type(m) is not torch.Tensor:  # made under tracing (fake tensors): never cache that
+        if type(m) is not torch.Tensor or m.device.type != "cpu":  # fake (tracing) or meta: never cache
             return m
         _CACHE[key] = m
     return _CACHE[key]

@@ -7,6 +7,12 @@
 numpy + onnxruntime or TensorRT; never torch (tested with torch made unimportable).
 """
 
-from .runtime import DepthResult, DepthRuntime
-
 __all__ = ["DepthRuntime", "DepthResult"]
+
+
+def __getattr__(name):  # lazy: `import depthart.runtime` needs nothing but Python
+    if name in __all__:
+        from . import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module 'depthart.runtime' has no attribute {name!r}")

@@ -124,3 +124,17 @@ def test_import_var_reads_var_d16_sizes_from_shapes():
                       share_quant_resi=4)
     assert (tf["depth"], tf["width"], tf["heads"], tf["attn"], tf["patch_nums"]) == (
         16, 1024, 16, "l2norm", (1, 2, 3, 4, 5, 6, 8, 10, 13, 16))
+
+
+def test_a_fresh_process_loads_and_predicts(tiny_checkpoint, tiny_model, sample_photo, tmp_path):
+    """Loading builds the model on the meta device first; nothing may be cached from there."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    code = (f"import numpy as np, depthart; m = depthart.load(r'{tiny_checkpoint}'); "
+            f"np.save(r'{tmp_path / 'd.npy'}', m.predict(r'{sample_photo}'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "d.npy"), tiny_model.predict(sample_photo), atol=1e-6)
