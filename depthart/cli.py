@@ -16,6 +16,7 @@ import click
 from . import __version__
 from .config import PRESETS
 from .errors import DepthartError
+from .evaluation.cli import eval_cmd
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -466,6 +467,8 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
                 "peak_rss_mb": rss_mb()[1]}
         atomic_write_bytes(json_out, (json.dumps(data, indent=2) + "\n").encode())
 
+
+main.add_command(eval_cmd)
 
 if __name__ == "__main__":
     main()

@@ -9,12 +9,11 @@ Schema version 1. Top-level keys:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
 
 from ..fileio import atomic_write_bytes
+from ..provenance import file_sha256, software_versions  # noqa: F401  (re-exported for export)
 
 from ..runtime.manifest import FORMAT, SCHEMA_VERSION  # noqa: F401  (the runtime owns the schema)
 
@@ -30,26 +29,6 @@ POSTPROCESS = {
     "depth": "decoder output (B, 1, S, S): relative depth in [0, 1], 0 = near",
     "resize_to_input": "bicubic, clipped to [0, 1]",
 }
-
-
-def file_sha256(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def software_versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("depthart", "torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "polygraphy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def write_manifest(bundle_dir, manifest: dict) -> None:

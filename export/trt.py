@@ -15,15 +15,11 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
-import subprocess
 
 from ..errors import DepthartError
 from ..fileio import atomic_write_bytes
-from .manifest import file_sha256
-
-REBUILD_HINT = "rebuild the engines on this machine: depthart export --checkpoint CKPT -o BUNDLE --trt --force"
-
+from ..provenance import file_sha256
+from ..runtime.backends.trt import gpu_info
 
 def tensorrt_status() -> tuple[bool, str]:
     """(available, reason): TensorRT importable and a CUDA GPU visible."""
@@ -37,26 +33,6 @@ def tensorrt_status() -> tuple[bool, str]:
     if gpu is None:
         return False, "TensorRT is installed but no NVIDIA GPU is visible (nvidia-smi found no device)."
     return True, f"TensorRT {trt.__version__} on {gpu['name']}"
-
-
-def gpu_info() -> dict | None:
-    """{"name", "compute_capability"} of GPU 0 via nvidia-smi; Jetson boards report their model."""
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run([smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=20)
-            line = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
-            if line:
-                name, cc = [s.strip() for s in line.split(",", 1)]
-                return {"name": name, "compute_capability": cc}
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    model = "/proc/device-tree/model"  # Jetson
-    if os.path.exists(model):
-        with open(model, "rb") as f:
-            return {"name": f.read().rstrip(b"\x00").decode(errors="replace"), "compute_capability": "unknown"}
-    return None
 
 
 def profile_shapes(manifest: dict, name: str, batch: int) -> list[dict]:
@@ -82,21 +58,6 @@ def make_sidecar(manifest: dict, name: str, precision: str, batch: int, trt_vers
         "onnx_sha256": onnx_sha256,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def check_sidecar(sidecar: dict, trt_version: str, gpu: dict, onnx_sha256: str | None = None) -> None:
-    """Refuse an engine built for another TensorRT version, GPU or graph. Raises DepthartError."""
-    problems = []
-    if sidecar.get("tensorrt") != trt_version:
-        problems.append(f"built with TensorRT {sidecar.get('tensorrt')}, this machine has {trt_version}")
-    if sidecar.get("gpu") != gpu.get("name") or sidecar.get("compute_capability") != gpu.get("compute_capability"):
-        problems.append(f"built for {sidecar.get('gpu')} (compute {sidecar.get('compute_capability')}), this is "
-                        f"{gpu.get('name')} (compute {gpu.get('compute_capability')})")
-    if onnx_sha256 is not None and sidecar.get("onnx_sha256") != onnx_sha256:
-        problems.append("built from a different ONNX graph than the bundle now holds")
-    if problems:
-        raise DepthartError(f"engine {sidecar.get('graph')}: " + "; ".join(problems) + f". TensorRT engines only "
-                            f"run where they were built: {REBUILD_HINT}")
 
 
 def build_engines(bundle_dir, manifest: dict, *, precision: str = "fp32", batch: int = 1,

@@ -112,7 +112,7 @@ def _stage_order(name: str):
 def format_table(summary: dict, machine: dict, matmul: float | None, flops: float | None) -> str:
     lines = [f"machine: {machine.get('cpu')} ({machine.get('cpu_count')} cores)"
              + (f", GPU {machine['gpu']}" if "gpu" in machine else ""),
-             f"versions: " + ", ".join(f"{k} {v}" for k, v in machine.items()
+             "versions: " + ", ".join(f"{k} {v}" for k, v in machine.items()
                                       if k in ("depthart", "torch", "onnxruntime", "onnxruntime-gpu", "tensorrt"))]
     if flops:
         lines.append(f"work per frame: {flops / 1e9:.1f} GFLOP" + (f"; plain fp32 matmul here: {matmul:.1f} GFLOP/s"

@@ -120,9 +120,8 @@ class DepthRuntime:
 
             self.backend = OrtBackend(self.bundle_dir, self.manifest, device=device, threads=threads)
         elif backend == "trt":
-            from .backends.trt import TrtBackend
-
-            self.backend = TrtBackend(self.bundle_dir, self.manifest)
+            raise DepthartError("the native TensorRT loop of the runtime is not implemented yet; run the bundle on "
+                                "onnxruntime's TensorRT execution provider instead: --backend ort --device trt,cuda")
         else:
             raise DepthartError(f"unknown backend {backend!r}; use ort or trt")
         self.image_size = self.manifest["image_size"]

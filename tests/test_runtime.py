@@ -120,6 +120,11 @@ def test_bad_bundles_are_reported(tiny_bundle, tmp_path):
         DepthRuntime(broken)
 
 
+def test_native_tensorrt_loop_says_what_to_use_instead(tiny_bundle):
+    with pytest.raises(DepthartError, match="--backend ort --device trt"):
+        DepthRuntime(tiny_bundle["dir"], backend="trt")
+
+
 def test_numpy_sampling_is_seeded_and_filtered(tiny_bundle, sample_photo):
     rt = DepthRuntime(tiny_bundle["dir"])
     a = rt.predict(sample_photo, TopKTopP(top_k=5, seed=3))

@@ -5,7 +5,8 @@ import pytest
 from depthart.config import get_preset
 from depthart.errors import DepthartError
 from depthart.export.loop import steps
-from depthart.export.trt import check_sidecar, profile_shapes, tensorrt_status
+from depthart.export.trt import profile_shapes, tensorrt_status
+from depthart.runtime.backends.trt import check_sidecar
 
 TRT_OK, TRT_REASON = tensorrt_status()
 

@@ -1,0 +1,157 @@
+"""`depthart eval`: score a checkpoint, or saved predictions, on a depth benchmark.
+
+Registered on the root group in depthart/cli.py (`main.add_command(eval_cmd)`). torch is imported
+only when a model runs, so `--predictions` re-scoring works on a torch-free install.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import click
+
+from ..config import PRESETS
+from ..errors import DepthartError
+from .datasets import DATASETS, open_dataset
+from .protocol import PROTOCOLS, get_settings
+from .runner import (FilePredictor, ModelPredictor, checkpoint_hash, format_table, iter_results, summarize,
+                     write_json, write_manifest, write_per_sample_csv)
+
+ALIGNMENT_CHOICES = ("least_squares", "least_squares_disparity", "median_scale", "none")
+OUTPUT_FILES = ("per_sample.csv", "summary.json", "report.html", "report.png")
+
+
+def _fail(msg: str):
+    raise click.ClickException(msg)
+
+
+def _load_model(checkpoint, device):
+    try:
+        import torch
+        import safetensors  # noqa: F401
+    except ImportError:
+        _fail('running a model needs PyTorch: pip install torch==2.13.0 "depthart[torch]" '
+              "(re-scoring saved predictions with --predictions does not)")
+    from ..checkpoint import load
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        _fail(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    torch.manual_seed(0)  # a preset's random weights, and so its scores, are the same on every run
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load(checkpoint, device)
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    return model
+
+
+@click.command("eval")
+@click.option("-d", "--dataset", required=True, type=click.Choice(list(DATASETS)),
+              help="Benchmark. middlebury (scikit-image's Motorcycle pair) needs no --root.")
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="The dataset folder (layouts: docs/evaluation.md).")
+@click.option("--split-file", type=click.Path(dir_okay=False), default=None,
+              help="List of 'rgb depth' paths relative to --root (kitti, scannet, tum).")
+@click.option("-c", "--checkpoint", envvar="DEPTHART_CHECKPOINT", default=None, metavar="PATH|PRESET",
+              help=f"A depthart checkpoint, or a preset ({', '.join(PRESETS)}; random weights). "
+                   "Env: DEPTHART_CHECKPOINT.")
+@click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
+              help="Score saved predictions (<id>.npy, from --save-predictions) instead of running a model.")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default=None,
+              help="marigold (default): native resolution, least squares in depth. depthart: the DepthART "
+                   "release's 256x256 + median scale. With --predictions: what made them.")
+@click.option("--alignment", type=click.Choice(ALIGNMENT_CHOICES), default=None,
+              help="Override the protocol's alignment (least_squares_disparity for disparity predictions).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N samples.")
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for per_sample.csv, summary.json (and predictions/, report.*).")
+@click.option("--save-predictions", is_flag=True, help="Also save predictions to OUTPUT_DIR/predictions/.")
+@click.option("--report", is_flag=True, help="Write report.html and report.png: the worst and best samples.")
+@click.option("--report-samples", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Samples in each of the worst and best lists.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs in OUTPUT_DIR.")
+@click.pass_context
+def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protocol, alignment, limit, output_dir,
+             save_predictions, report, report_samples, device, overwrite):
+    """Evaluate depth predictions on a benchmark (zero-shot, affine-invariant).
+
+    \b
+    Examples:
+      depthart eval -d middlebury -c model.safetensors -o eval/middlebury --report
+      depthart eval -d nyu --root data/nyuv2 -c model.safetensors -o eval/nyu --save-predictions
+      depthart eval -d nyu --root data/nyuv2 --predictions eval/nyu/predictions -o eval/nyu2
+
+    Writes per_sample.csv and summary.json to OUTPUT_DIR and prints the mean metrics.
+    """
+    from_cli = ctx.get_parameter_source("checkpoint") == click.core.ParameterSource.COMMANDLINE
+    if predictions_dir and from_cli:
+        raise click.UsageError("pass --checkpoint or --predictions, not both")
+    if predictions_dir:
+        checkpoint = None
+        if save_predictions:
+            raise click.UsageError("--save-predictions runs a model; it cannot be used with --predictions")
+    elif not checkpoint:
+        raise click.UsageError("pass --checkpoint (a checkpoint file or preset name) or --predictions DIR")
+    existing = [f for f in OUTPUT_FILES if os.path.exists(os.path.join(output_dir, f))]
+    pred_out = os.path.join(output_dir, "predictions")
+    if save_predictions and os.path.isdir(pred_out) and os.listdir(pred_out):
+        existing.append("predictions/")
+    if existing and not overwrite:
+        _fail(f"{output_dir} already has {', '.join(existing)}; pass --overwrite to replace")
+
+    try:
+        ds = open_dataset(dataset, root, split_file)
+        if predictions_dir:
+            predictor = FilePredictor(predictions_dir)
+            protocol = protocol or predictor.manifest.get("protocol") or "marigold"
+            m = predictor.manifest
+            source = {"checkpoint": m.get("checkpoint"), "checkpoint_hash": m.get("checkpoint_hash"),
+                      "predictions": os.path.abspath(predictions_dir)}
+        else:
+            protocol = protocol or "marigold"
+            source = {"checkpoint": checkpoint, "checkpoint_hash": checkpoint_hash(checkpoint), "predictions": None}
+        settings = get_settings(protocol, dataset, "default" if alignment is None else
+                                (None if alignment == "none" else alignment))
+        n = len(ds) if limit is None else min(limit, len(ds))
+        if predictions_dir:
+            predictor.check(ds.ids[:n], dataset, protocol)
+        else:
+            predictor = ModelPredictor(_load_model(checkpoint, device))
+    except DepthartError as e:
+        _fail(str(e))
+    if ds.expected_count and len(ds) != ds.expected_count:
+        click.echo(f"warning: {dataset}: {len(ds)} samples under {ds.root}, the benchmark has {ds.expected_count}; "
+                   "scores are not comparable with published ones", err=True)
+    if not settings.published:
+        click.echo(f"note: {dataset} under the {protocol} protocol uses depthart's own settings "
+                   "(docs/evaluation.md), not a published protocol", err=True)
+
+    collector = None
+    if report:
+        from .report import ReportCollector
+
+        collector = ReportCollector(report_samples)
+    results = []
+    try:
+        with click.progressbar(length=n, label=f"evaluating {dataset}", file=sys.stderr, show_eta=True,
+                               item_show_func=lambda r: r or "") as bar:
+            for r in iter_results(ds, settings, predictor, range(n), save_dir=pred_out if save_predictions else None,
+                                  overwrite=overwrite, report=collector):
+                results.append(r)
+                bar.update(1, current_item=r.id)
+    except (DepthartError, FileExistsError) as e:
+        _fail(str(e))
+
+    summary = summarize(results, dataset=ds, settings=settings, source=source, limit=limit)
+    write_per_sample_csv(os.path.join(output_dir, "per_sample.csv"), results)
+    write_json(os.path.join(output_dir, "summary.json"), summary)
+    if save_predictions:
+        write_manifest(pred_out, dataset=dataset, protocol=protocol, source=source, ids=[r.id for r in results])
+    if collector is not None:
+        title = f"depthart eval: {dataset}, protocol {protocol}, {source['predictions'] or source['checkpoint']}"
+        collector.write(os.path.join(output_dir, "report.html"), os.path.join(output_dir, "report.png"), title)
+    click.echo(format_table(summary))
+    click.echo(f"wrote {output_dir}", err=True)

@@ -1,0 +1,1 @@
+"""Runtime backends: onnxruntime (ort.py) and TensorRT (trt.py), imported lazily by DepthRuntime."""
