@@ -17,6 +17,7 @@ from . import __version__
 from .config import PRESETS
 from .errors import DepthartError
 from .evaluation.cli import eval_cmd
+from .train.cli import train_cmd, train_vqvae_cmd
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -469,6 +470,8 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
 
 
 main.add_command(eval_cmd)
+main.add_command(train_cmd)
+main.add_command(train_vqvae_cmd)
 
 if __name__ == "__main__":
     main()

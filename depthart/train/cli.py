@@ -1,0 +1,152 @@
+"""`depthart train` and `depthart train-vqvae` (registered on the root group in depthart/cli.py).
+
+Thin: options -> TrainConfig -> Trainer. Options left out fall back to `--config FILE` (a JSON
+TrainConfig), then, with `--resume`, to the run's own config.json, then to TrainConfig's defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from ..errors import DepthartError
+
+COMMON = [
+    click.option("-o", "--out-dir", "out_dir", required=True, type=click.Path(file_okay=False),
+                 help="Run folder: config.json, metrics.jsonl, model.safetensors, train_state.pt."),
+    click.option("--preset", default=None,
+                 help="Model preset (tiny, small, d16, ...); with --init, the checkpoint's by default."),
+    click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                 help="A JSON file of TrainConfig fields; command-line options override it."),
+    click.option("--data", default=None,
+                 help="synthetic (procedural scenes, endless), synthetic:N, or hypersim:PATH."),
+    click.option("--init", default=None, type=click.Path(dir_okay=False), help="Start from this depthart checkpoint."),
+    click.option("--resume", is_flag=True,
+                 help="Continue the run in OUT_DIR exactly where its last checkpoint stopped."),
+    click.option("--steps", type=click.IntRange(min=1), default=None, help="Total optimizer steps of the run."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size per process (default 16)."),
+    click.option("--lr", type=float, default=None, help="AdamW learning rate (default 1e-4)."),
+    click.option("--weight-decay", type=float, default=None, help="AdamW weight decay (default 0.01)."),
+    click.option("--lr-step", type=click.IntRange(min=1), default=None, help="StepLR period in steps (default 5000)."),
+    click.option("--lr-gamma", type=float, default=None, help="StepLR factor (default 0.8)."),
+    click.option("--grad-clip", type=float, default=None, help="Max gradient norm, 0 = off (default 2.0)."),
+    click.option("--ema", type=float, default=None, help="EMA decay, e.g. 0.999; 0 = off (default)."),
+    click.option("--save-every", type=click.IntRange(min=1), default=None,
+                 help="Checkpoint every N steps (default 1000)."),
+    click.option("--log-every", type=click.IntRange(min=1), default=None, help="Log every N steps (default 10)."),
+    click.option("--seed", type=int, default=None, help="Seed of the run (default 0)."),
+    click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None,
+                 help="DataLoader worker processes."),
+    click.option("--device", default=None, help="auto (default: CUDA if present), cpu, cuda, cuda:1, ..."),
+]
+
+
+def _options(extra):
+    def deco(f):
+        for opt in reversed(COMMON + extra):
+            f = opt(f)
+        return f
+
+    return deco
+
+
+def _config(method: str, kw: dict):
+    from .trainer import CONFIG_FILE, TrainConfig
+
+    config_file, resume = kw.pop("config_file"), kw.pop("resume")
+    fields: dict = {}
+    if resume and os.path.isfile(os.path.join(kw["out_dir"], CONFIG_FILE)):
+        with open(os.path.join(kw["out_dir"], CONFIG_FILE)) as f:
+            fields.update(json.load(f))
+    if config_file:
+        try:
+            with open(config_file) as f:
+                fields.update(json.load(f))
+        except (OSError, ValueError) as e:
+            raise click.ClickException(f"--config {config_file}: cannot read a JSON object ({e})") from None
+    fields.update({k: v for k, v in kw.items() if v is not None})
+    fields["method"] = method if method != "from-config" else fields.get("method", "depthart")
+    if fields.get("init") and not kw.get("preset"):
+        fields["preset"] = None  # take the checkpoint's config
+    if not fields.get("preset") and not fields.get("init"):
+        raise click.ClickException("give the model: --preset NAME (tiny, small, d16, ...) or --init CHECKPOINT")
+    known = set(TrainConfig.__dataclass_fields__)
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise click.ClickException(f"unknown training config field(s): {', '.join(unknown)}")
+    try:
+        return TrainConfig(**fields), resume
+    except DepthartError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _run(cfg, resume: bool):
+    try:
+        import torch  # noqa: F401
+        import safetensors  # noqa: F401
+    except ImportError:
+        raise click.ClickException('training needs PyTorch: pip install torch==2.13.0 "depthart[torch]"') from None
+    from .trainer import STATE_FILE, Trainer
+
+    if not resume and os.path.exists(os.path.join(cfg.out_dir, STATE_FILE)):
+        raise click.ClickException(f"{cfg.out_dir} already holds a run; pass --resume to continue it, "
+                                   "or choose another --out-dir")
+    try:
+        trainer = Trainer(cfg, resume=resume, log=lambda s: click.echo(s, err=True))
+        metrics = trainer.fit()
+    except DepthartError as e:
+        raise click.ClickException(str(e)) from None
+    if trainer.world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    if trainer.rank == 0:
+        done = f"step {trainer.step}" + (f", loss {metrics['loss']:.4f}" if metrics else " (nothing to do)")
+        click.echo(f"{done}; weights: {os.path.join(cfg.out_dir, 'model.safetensors')}")
+
+
+@click.command("train")
+@_options([
+    click.option("--method", type=click.Choice(["depthart", "var"]), default=None,
+                 help="depthart (the paper's self-refinement, default) or var (teacher forcing baseline)."),
+    click.option("--rec-loss/--no-rec-loss", default=None,
+                 help="depthart: the release's variant (last scale via Gumbel soft code + 10 x latent MSE)."),
+])
+def train_cmd(method, **kw):
+    """Train the transformer (the VQ-VAE stays frozen) with DepthART or VAR teacher forcing.
+
+    \b
+    Examples:
+      depthart train --preset tiny --data synthetic -o runs/tiny --steps 1000
+      depthart train --init var_d16.safetensors --data hypersim:/data/hypersim -o runs/d16 --rec-loss
+      depthart train -o runs/tiny --resume --steps 2000       # continue, exactly
+    Multi-GPU: torchrun --nproc-per-node 8 -m depthart.cli train ... (DDP; gloo on CPU).
+    """
+    if method is None:
+        method = "from-config"
+    cfg, resume = _config(method, kw)
+    if cfg.method == "vqvae":
+        raise click.ClickException("this run trains the VQ-VAE; use `depthart train-vqvae`")
+    _run(cfg, resume)
+
+
+@click.command("train-vqvae")
+@_options([
+    click.option("--recon", type=click.Choice(["l1", "mse"]), default=None, help="Reconstruction loss (default l1)."),
+    click.option("--beta", type=float, default=None, help="Commitment weight (default 0.25, VAR)."),
+    click.option("--dead-after", type=click.IntRange(min=0), default=None,
+                 help="Re-initialise codes unused for N steps from batch residuals; 0 = never (default 100)."),
+])
+def train_vqvae_cmd(**kw):
+    """Train the multi-scale VQ-VAE on RGB images and depth maps (for models with no VAR VQ-VAE).
+
+    Writes a full depthart checkpoint (random transformer) to use as `depthart train --init`.
+
+    \b
+    Example:
+      depthart train-vqvae --preset small --data synthetic -o runs/vae --steps 20000 --lr 2e-4
+    """
+    cfg, resume = _config("vqvae", kw)
+    _run(cfg, resume)

@@ -1,0 +1,139 @@
+"""Training objectives of the transformer: DepthART (the paper's) and VAR teacher forcing (the baseline).
+
+DepthART (arXiv 2409.15010, `docs/training.md`): per batch the model runs its own cached,
+scale-by-scale loop. At scale k the target is the *dynamic residual target*: the nearest codes of
+area_k(f_D - f_hat_<k), where f_D is the continuous VQ-VAE latent of the ground-truth depth and
+f_hat_<k the accumulation of the model's own greedy predictions so far. Inputs of the next scale
+come from those predictions, detached; the KV cache is not, so one backward pass reaches every
+scale's activations through the cached keys/values.
+
+Both objectives: cross-entropy with weight 1/L per token, mean over the batch (= the mean over all
+tokens, since every sample has the same L), no label smoothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..model import KVCache
+
+REC_WEIGHT = 10.0  # the release's weight of the latent MSE (`rec_loss`)
+
+
+@dataclass
+class LoopOutput:
+    """What `refine_loop` returns.
+
+    logits: per scale trained with CE, (B, pn*pn, V).
+    targets: per scale, the dynamic targets (B, pn*pn) int64 (all K scales, also the soft one).
+    tokens: per scale, the tokens the loop chose (B, pn*pn); the last is the argmax under `soft_last`.
+    f_hat: the final latent (B, cvae, h, w); carries gradients only through a soft last scale.
+    """
+
+    logits: list = field(default_factory=list)
+    targets: list = field(default_factory=list)
+    tokens: list = field(default_factory=list)
+    f_hat: torch.Tensor | None = None
+
+
+def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, soft_last: bool = False,
+                cache_dtype=None) -> LoopOutput:
+    """The model's own autoregressive loop over all K scales with dynamic targets (DepthART training).
+
+    Args:
+        model: a `DepthART`.
+        img_B3HW: images in [-1, 1].
+        f_D: the continuous VQ-VAE latent of the depth targets (B, cvae, h, w), no grad.
+        choose: optional `choose(k, logits_BlV, target_Bl) -> idx_Bl`, the tokens that enter f_hat;
+            default greedy argmax (training). Tests pass the targets to check the recursion.
+        soft_last: the release's `rec_loss` variant: the last scale is not a CE scale; its code is
+            Gumbel-softmax(logits, tau 1, soft) @ codebook, so f_hat carries gradients to its logits.
+        cache_dtype: dtype of the KV cache (the autocast dtype under mixed precision).
+
+    Runs with grad enabled (the cache then writes out of place, see `KVCache.update`). The target
+    of scale k is computed before scale k's prediction is added to f_hat.
+    """
+    cfg, q = model.cfg, model.vae.quantize
+    B, K = img_B3HW.shape[0], cfg.num_scales
+    cache = KVCache(cfg, B, img_B3HW.device, cache_dtype or model.pos_1LC.dtype)
+    cond = model.cond(model.null_labels(B, img_B3HW.device))
+    codebook = q.embedding.weight
+    f_hat = f_D.new_zeros(f_D.shape)
+    x = torch.cat([model.image_prefix(img_B3HW), model.start_tokens(cond)], dim=1)
+    out = LoopOutput()
+    for k, (begin, _) in enumerate(cfg.step_ranges()):
+        pn = cfg.patch_nums[k]
+        logits = model.step(x, cond, cache, begin)[:, -pn * pn:]  # (B, pn*pn, V)
+        with torch.no_grad():
+            target = q.residual_tokens(k, f_D, f_hat)  # what the model has not explained yet
+        out.targets.append(target)
+        if k == K - 1 and soft_last:
+            soft = F.gumbel_softmax(logits.float(), tau=1.0, hard=False)  # (B, l, V)
+            h = (soft @ codebook.float()).to(f_hat.dtype)  # (B, l, cvae), differentiable
+            out.tokens.append(logits.detach().argmax(-1))
+            f_hat = q.accumulate(k, f_hat, h.transpose(1, 2).reshape(B, cfg.cvae, pn, pn))
+            break
+        out.logits.append(logits)
+        with torch.no_grad():
+            idx = logits.argmax(-1) if choose is None else choose(k, logits, target)
+            out.tokens.append(idx)
+            f_hat = q.accumulate(k, f_hat, q.embed(k, idx))
+            if k + 1 < K:
+                x = model.embed_scale(k + 1, q.next_input(k + 1, f_hat))  # own prediction, detached
+    out.f_hat = f_hat
+    return out
+
+
+def _ce_and_accuracy(logits_list, targets_list):
+    """Mean CE over all tokens of the given scales, and the per-scale argmax accuracy."""
+    logits = torch.cat(logits_list, dim=1)
+    targets = torch.cat(targets_list, dim=1)
+    ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+    acc = [(lg.detach().argmax(-1) == t).float().mean().item() for lg, t in zip(logits_list, targets_list)]
+    return ce, acc
+
+
+@torch.no_grad()
+def depth_latent(model, depth_B3HW: torch.Tensor) -> torch.Tensor:
+    """f_D: the frozen VQ-VAE's continuous latent of the normalised 3-channel depth (no grad)."""
+    return model.vae.encode(depth_B3HW)
+
+
+def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float = REC_WEIGHT, cache_dtype=None):
+    """The DepthART objective on a batch {"image", "depth"}. Returns (loss, metrics dict).
+
+    CE over the scales' dynamic targets; with `rec_loss` the last scale is left out of the CE and
+    trained through the Gumbel soft code plus rec_weight * MSE(f_hat_final, f_D).
+    metrics: loss, ce, (mse), acc (per scale: argmax vs dynamic target; the soft scale included).
+    """
+    f_D = depth_latent(model, batch["depth"]).float()
+    out = refine_loop(model, batch["image"], f_D, soft_last=rec_loss, cache_dtype=cache_dtype)
+    ce, acc = _ce_and_accuracy(out.logits, out.targets[: len(out.logits)])
+    loss, metrics = ce, {"ce": ce.item()}
+    if rec_loss:
+        mse = F.mse_loss(out.f_hat.float(), f_D)
+        loss = ce + rec_weight * mse
+        metrics["mse"] = mse.item()
+        acc.append((out.tokens[-1] == out.targets[-1]).float().mean().item())
+    metrics.update(loss=loss.item(), acc=acc)
+    return loss, metrics
+
+
+def teacher_forcing_loss(model, batch: dict):
+    """VAR teacher forcing: GT multi-scale tokens of the depth as inputs and targets, one masked pass.
+
+    Returns (loss, metrics dict with loss, ce, acc per scale).
+    """
+    f_D = depth_latent(model, batch["depth"])
+    with torch.no_grad():
+        tokens = model.vae.quantize.tokenize(f_D)[0]
+    logits = model.forward_teacher(batch["image"], tokens)  # (B, L, V)
+    per_scale = [logits[:, b:e] for b, e in model.cfg.scale_ranges()]
+    ce, acc = _ce_and_accuracy(per_scale, tokens)
+    return ce, {"loss": ce.item(), "ce": ce.item(), "acc": acc}
+
+
+LOSSES = {"depthart": depthart_loss, "var": teacher_forcing_loss}

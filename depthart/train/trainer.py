@@ -1,0 +1,427 @@
+"""The trainer: one loop for DepthART, VAR teacher forcing and the VQ-VAE.
+
+    cfg = TrainConfig(preset="tiny", method="depthart", out_dir="runs/a", steps=1000)
+    Trainer(cfg).fit()                      # or Trainer(cfg, resume=True).fit()
+
+Defaults are the paper's (AdamW lr 1e-4, betas (0.9, 0.999), wd 0.01 on every parameter as the
+release; StepLR every 5000 iterations x 0.8; batch 16), plus gradient clipping at 2.0 and
+optional EMA. Mixed precision (bf16 autocast) only on CUDA. The transformer methods train every
+parameter outside `vae.` with the VQ-VAE frozen (eval mode, no grad); `method="vqvae"` trains only
+the VQ-VAE.
+
+A run folder holds
+
+    config.json           the TrainConfig
+    metrics.jsonl         one JSON object per logged step
+    model.safetensors     the weights (a depthart checkpoint: `depthart.load` reads it)
+    model_ema.safetensors the EMA weights, when EMA is on
+    train_state.pt        step, samples consumed, optimizer, scheduler, EMA, dead-code state, RNG states
+
+written atomically every `save_every` steps and at the end: the weights first, then the state;
+both record the step, and `resume` refuses a pair whose steps differ. Batches are a pure function
+of the position in the data stream (`depthart.data.torch_data`), so resuming continues exactly:
+same batches, same random numbers (Gumbel noise, drop path, dead-code picks).
+
+Distributed (torchrun): every process reads its own slice of the data (`RankView`); gradients
+are averaged with all_reduce after backward (the loss calls `model.step` directly, not
+`forward`, so DDP's forward hooks are not used); rank 0 logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..checkpoint import build_model, load_checkpoint, read_config, save_checkpoint
+from ..config import get_preset
+from ..errors import DepthartError
+from ..fileio import atomic_path, atomic_write_bytes
+from .losses import depthart_loss, teacher_forcing_loss
+from .vqvae_train import CodeUsage, vqvae_loss
+
+METHODS = ("depthart", "var", "vqvae")
+MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "model_ema.safetensors", "train_state.pt"
+CONFIG_FILE, METRICS_FILE = "config.json", "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "run"
+    method: str = "depthart"  # depthart | var (teacher forcing) | vqvae
+    preset: str | None = "tiny"  # model shape; ignored (must match if given) with `init`
+    init: str | None = None  # a depthart checkpoint to start from (e.g. imported VAR weights)
+    data: str = "synthetic"  # see depthart.train.data
+    steps: int = 1000  # total optimizer steps of the run
+    batch_size: int = 16  # per process
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+    lr_step: int = 5000  # StepLR period (iterations)
+    lr_gamma: float = 0.8
+    grad_clip: float = 2.0  # max global grad norm; 0 = off
+    ema: float = 0.0  # EMA decay (e.g. 0.999); 0 = off
+    rec_loss: bool = False  # depthart: the release's Gumbel soft last scale + 10 x latent MSE
+    save_every: int = 1000
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast, CUDA only
+    # vqvae
+    recon: str = "l1"  # l1 | mse
+    beta: float = 0.25
+    dead_after: int = 100  # re-init codes unused for this many steps; 0 = never
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        problems = []
+        if self.method not in METHODS:
+            problems.append(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.recon not in ("l1", "mse"):
+            problems.append(f"recon must be l1 or mse, got {self.recon!r}")
+        for name in ("steps", "batch_size", "save_every", "log_every", "lr_step"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1")
+        if not 0.0 <= self.ema < 1.0:
+            problems.append("ema must be in [0, 1)")
+        if self.preset is None and self.init is None:
+            problems.append("give a preset or an init checkpoint")
+        if problems:
+            raise DepthartError("invalid training config: " + "; ".join(problems))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def _dist():
+    """(rank, world) from torchrun's environment; initialises the process group if world > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _checkpoint_step(path) -> int | None:
+    from safetensors import safe_open
+
+    with safe_open(os.fspath(path), framework="pt") as f:
+        step = (f.metadata() or {}).get("step")
+    return None if step is None else int(step)
+
+
+class Trainer:
+    """Builds the model, optimizer and data of a TrainConfig; `fit()` trains to `cfg.steps`.
+
+    Args:
+        cfg: the TrainConfig.
+        resume: continue the run in `cfg.out_dir` from its last checkpoint.
+        source: a depth dataset to use instead of `cfg.data` (tests).
+        log: a callable receiving each progress line (default: stderr on rank 0; None to silence).
+    """
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, source=None, log="stderr"):
+        self.cfg = cfg
+        self.rank, self.world = _dist()
+        self.log = (lambda s: print(s, file=sys.stderr, flush=True)) if log == "stderr" else log
+        if self.rank != 0:
+            self.log = None
+        dev = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        if dev.startswith("cuda") and self.world > 1:
+            dev = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            torch.cuda.set_device(dev)
+        self.device = torch.device(dev)
+        self.amp = cfg.amp and self.device.type == "cuda"
+        _seed_all(cfg.seed)
+        self.model = self._build_model(resume)
+        self.model_cfg = self.model.cfg
+        if source is None:
+            from .data import open_source
+
+            source = open_source(cfg.data, self.model_cfg.image_size)
+        if self.world > 1:
+            from .data import RankView
+
+            source = RankView(source, self.rank, self.world)
+        self.source = source
+        vae_only = cfg.method == "vqvae"
+        self.model.requires_grad_(False)
+        self.params = [p for n, p in self.model.named_parameters() if n.startswith("vae.") == vae_only]
+        for p in self.params:
+            p.requires_grad_(True)
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                                     weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+        self.ema = [p.detach().clone() for p in self.params] if cfg.ema > 0 else None
+        self.usage = CodeUsage(self.model_cfg.vocab_size, cfg.dead_after) if vae_only else None
+        self.step = 0
+        self._rng = None  # RNG states to restore once the data iterator exists (resume)
+        if self.world > 1:
+            self._broadcast_params()
+        if resume:
+            self.load()
+
+    # ------------------------------------------------------------ setup
+    def _build_model(self, resume: bool):
+        cfg = self.cfg
+        run_weights = os.path.join(cfg.out_dir, MODEL_FILE)
+        if resume and os.path.isfile(run_weights):  # the run's own weights replace these in load()
+            return build_model(read_config(run_weights), self.device, empty=True)
+        if cfg.init:
+            if not os.path.isfile(cfg.init):
+                raise DepthartError(f"--init {cfg.init}: no such checkpoint file")
+            init_cfg = read_config(cfg.init)
+            if cfg.preset and cfg.preset != "auto" and get_preset(cfg.preset) != init_cfg:
+                raise DepthartError(f"--init {cfg.init}: its model config differs from preset {cfg.preset!r}; "
+                                    "leave out --preset to take the checkpoint's")
+            return load_checkpoint(cfg.init, self.device)
+        try:
+            return build_model(get_preset(cfg.preset), self.device)
+        except ValueError as e:
+            raise DepthartError(str(e)) from None
+
+    def _broadcast_params(self):
+        import torch.distributed as dist
+
+        for t in self.model.state_dict().values():
+            dist.broadcast(t, 0)
+
+    def _set_modes(self):
+        if self.cfg.method == "vqvae":
+            self.model.eval()
+            self.model.vae.train()
+        else:
+            self.model.train()
+            self.model.vae.eval()  # frozen, as the paper
+
+    # ------------------------------------------------------------ one step
+    def _autocast(self):
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, batch: dict) -> dict:
+        """One optimizer step on a batch; returns its metrics."""
+        cfg = self.cfg
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        self._set_modes()
+        self.opt.zero_grad(set_to_none=True)
+        aux = None
+        with self._autocast():
+            if cfg.method == "depthart":
+                loss, metrics = depthart_loss(self.model, batch, rec_loss=cfg.rec_loss,
+                                              cache_dtype=torch.bfloat16 if self.amp else None)
+            elif cfg.method == "var":
+                loss, metrics = teacher_forcing_loss(self.model, batch)
+            else:
+                # the VQ-VAE codes both pyramids the transformer sees: RGB images and depth maps
+                x = torch.cat([batch["image"], batch["depth"]])
+                loss, metrics, aux = vqvae_loss(self.model.vae, x, cfg.recon, cfg.beta)
+        if not torch.isfinite(loss):
+            raise DepthartError(f"step {self.step + 1}: the loss is {loss.item()}; lower --lr or check the data")
+        loss.backward()
+        if self.world > 1:
+            self._allreduce_grads()
+        if cfg.grad_clip > 0:
+            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
+        metrics["lr"] = self.sched.get_last_lr()[0]
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        if self.ema is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(self.ema, [p.detach() for p in self.params], 1 - cfg.ema)
+        if self.usage is not None:
+            hits = aux["hits"]
+            if self.world > 1:
+                import torch.distributed as dist
+
+                dist.all_reduce(hits)  # every rank sees the same usage; revived codes come from rank 0
+            metrics["revived"] = self.usage.update(self.step, self.model.vae.quantize.embedding, hits,
+                                                   aux["residuals"])
+            if self.world > 1 and metrics["revived"]:
+                import torch.distributed as dist
+
+                dist.broadcast(self.model.vae.quantize.embedding.weight.data, 0)
+        return metrics
+
+    def _allreduce_grads(self):
+        import torch.distributed as dist
+
+        grads = [p.grad for p in self.params if p.grad is not None]
+        flat = torch.cat([g.flatten() for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset: offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    # ------------------------------------------------------------ loop
+    def loader(self):
+        """The data stream from the current position (samples this process has consumed)."""
+        from ..data.torch_data import make_loader
+
+        finite = getattr(self.source, "length", None) is not None
+        loader = make_loader(self.source, self.model_cfg.image_size, self.cfg.batch_size,
+                             num_workers=self.cfg.num_workers, shuffle=finite, seed=self.cfg.seed,
+                             start=self.step * self.cfg.batch_size, repeat=finite,
+                             pin_memory=self.device.type == "cuda")
+        loader.generator = torch.Generator().manual_seed(self.cfg.seed)  # keep the global RNG untouched
+        return loader
+
+    def fit(self, steps: int | None = None) -> dict:
+        """Train until step `steps` (default cfg.steps); checkpoint every save_every and at the end.
+
+        Returns the last step's metrics.
+        """
+        cfg = self.cfg
+        steps = cfg.steps if steps is None else steps
+        if self.rank == 0:
+            os.makedirs(cfg.out_dir, exist_ok=True)
+            atomic_write_bytes(os.path.join(cfg.out_dir, CONFIG_FILE), (cfg.to_json() + "\n").encode())
+        metrics: dict = {}
+        if self.step >= steps:
+            return metrics
+        it = iter(self.loader())
+        if self._rng is not None:
+            _set_rng_state(self._rng)
+            self._rng = None
+        t_last, n_last = time.perf_counter(), 0
+        while self.step < steps:
+            metrics = self.train_step(next(it))
+            n_last += 1
+            if self.step % cfg.log_every == 0 or self.step == steps:
+                now = time.perf_counter()
+                metrics["it_s"] = n_last / max(now - t_last, 1e-9)
+                t_last, n_last = now, 0
+                self._log(metrics, steps)
+            if self.step % cfg.save_every == 0 or self.step == steps:
+                self.save()
+        return metrics
+
+    def _log(self, metrics: dict, steps: int):
+        if self.rank != 0:
+            return
+        row = {"step": self.step, "samples": self.step * self.cfg.batch_size * self.world}
+        row.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()})
+        if "acc" in row:
+            row["acc"] = [round(a, 4) for a in row["acc"]]
+        with open(os.path.join(self.cfg.out_dir, METRICS_FILE), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.log:
+            extra = "".join(f"  {k} {metrics[k]:.4f}" for k in ("ce", "mse", "rec", "vq") if k in metrics)
+            self.log(f"step {self.step}/{steps}  loss {metrics['loss']:.4f}{extra}  lr {metrics['lr']:.2e}  "
+                     f"{metrics['it_s']:.2f} it/s")
+
+    # ------------------------------------------------------------ checkpoints
+    @contextlib.contextmanager
+    def _ema_weights(self):
+        """Temporarily put the EMA weights into the model."""
+        saved = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, e in zip(self.params, self.ema):
+                p.copy_(e)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, s in zip(self.params, saved):
+                    p.copy_(s)
+
+    def save(self):
+        """Write the weights (then the EMA weights) and the train state, each atomically (rank 0)."""
+        if self.rank != 0:
+            return
+        out = self.cfg.out_dir
+        meta = {"step": self.step, "method": self.cfg.method, "rec_loss": self.cfg.rec_loss}
+        save_checkpoint(self.model, os.path.join(out, MODEL_FILE), meta)
+        if self.ema is not None:
+            with self._ema_weights():
+                save_checkpoint(self.model, os.path.join(out, EMA_FILE), dict(meta, ema=self.cfg.ema))
+        state = {
+            "step": self.step,
+            "samples": self.step * self.cfg.batch_size,  # per process
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "ema": self.ema,
+            "code_usage": self.usage.state_dict() if self.usage is not None else None,
+            "rng": _rng_state(),
+            "train_config": dataclasses.asdict(self.cfg),
+        }
+        with atomic_path(os.path.join(out, STATE_FILE)) as tmp:
+            torch.save(state, tmp)
+
+    def load(self):
+        """Restore the run in cfg.out_dir (weights, optimizer, scheduler, EMA, position, RNG)."""
+        from safetensors.torch import load_file
+
+        out = self.cfg.out_dir
+        mpath, spath = os.path.join(out, MODEL_FILE), os.path.join(out, STATE_FILE)
+        for p in (mpath, spath):
+            if not os.path.isfile(p):
+                raise DepthartError(f"--resume: {p} not found; nothing to resume in {out}")
+        state = torch.load(spath, map_location="cpu", weights_only=False)
+        wstep = _checkpoint_step(mpath)
+        if wstep != state["step"]:
+            raise DepthartError(f"--resume: {mpath} is from step {wstep} but {spath} from step {state['step']} "
+                                "(a write was interrupted); cannot resume exactly")
+        prev = state["train_config"]
+        for key in ("method", "batch_size", "seed", "data", "rec_loss"):
+            if prev.get(key) != getattr(self.cfg, key):
+                raise DepthartError(f"--resume: the run used {key}={prev.get(key)!r}, now {getattr(self.cfg, key)!r}")
+        weights = load_file(mpath, device=str(self.device))
+        if read_config(mpath) != self.model_cfg:
+            raise DepthartError(f"--resume: {mpath} has a different model config")
+        self.model.load_state_dict(weights, strict=True)
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            if state["ema"] is None:
+                raise DepthartError("--resume: the run had no EMA; leave out --ema")
+            for e, s in zip(self.ema, state["ema"]):
+                e.copy_(s)
+        if self.usage is not None and state["code_usage"] is not None:
+            self.usage.load_state_dict(state["code_usage"])
+        self.step = state["step"]
+        self._rng = state["rng"]
+
+
+def train(cfg: TrainConfig, resume: bool = False, **kw) -> dict:
+    """Train a run to completion; returns the last metrics."""
+    return Trainer(cfg, resume=resume, **kw).fit()
+

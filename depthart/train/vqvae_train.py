@@ -1,0 +1,83 @@
+"""The VQ-VAE objective: reconstruction + VAR-style multi-scale codebook/commitment losses, dead codes.
+
+Quantisation is the VQ-VAE's own residual recursion (`MultiScaleQuantizer.residual_tokens` /
+`accumulate`), with gradients:
+
+* codebook and phi: MSE(f_hat_k, sg[f]) after every scale k (f_hat_k = the cumulative
+  reconstruction), averaged over the K scales;
+* encoder: beta * MSE(sg[f_hat_k], f) (commitment, beta 0.25 as VAR), plus the reconstruction
+  loss through the straight-through estimator f + sg[f_hat - f];
+* decoder: the reconstruction loss (L1 or MSE) of the unclamped decoder output.
+
+Dead codes: a code that no scale picked for `dead_after` steps is re-initialised from a randomly
+chosen residual vector of the current batch (what the quantiser was asked to explain), so every
+code gets used. `CodeUsage` holds the per-code "last used" step; it is part of the trainer state.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..resize import resize
+
+BETA = 0.25  # VAR's commitment weight
+
+
+def vqvae_loss(vae, x_B3HW: torch.Tensor, recon: str = "l1", beta: float = BETA):
+    """Returns (loss, metrics, aux): aux = {"hits": (V,) code counts, "residuals": (N, cvae) vectors}."""
+    q = vae.quantize
+    f = vae.encode(x_B3HW)
+    f_ng = f.detach()
+    f_hat = torch.zeros_like(f)
+    vq = f.new_zeros(())
+    hits = torch.zeros(q.embedding.num_embeddings, device=f.device)
+    residuals = []
+    K = q.cfg.num_scales
+    for k in range(K):
+        with torch.no_grad():
+            rest = resize(f_ng - f_hat.detach(), q.cfg.patch_nums[k], "area")
+            idx = q.nearest(rest)
+            residuals.append(rest.permute(0, 2, 3, 1).reshape(-1, rest.shape[1]))
+            hits += torch.bincount(idx.flatten(), minlength=hits.numel()).float()
+        f_hat = q.accumulate(k, f_hat, q.embed(k, idx))
+        vq = vq + F.mse_loss(f_hat, f_ng) + beta * F.mse_loss(f_hat.detach(), f)
+    vq = vq / K
+    f_st = f + (f_hat - f).detach()  # straight-through: values of f_hat, gradients to the encoder
+    out = vae.decoder(vae.post_quant_conv(f_st))
+    rec = F.l1_loss(out, x_B3HW) if recon == "l1" else F.mse_loss(out, x_B3HW)
+    loss = rec + vq
+    used = (hits > 0).float().mean().item()
+    metrics = {"loss": loss.item(), "rec": rec.item(), "vq": vq.item(), "code_usage": used}
+    return loss, metrics, {"hits": hits, "residuals": torch.cat(residuals)}
+
+
+class CodeUsage:
+    """Per-code step of last use; `revive` re-initialises codes unused for `dead_after` steps."""
+
+    def __init__(self, vocab: int, dead_after: int):
+        self.last_used = torch.zeros(vocab, dtype=torch.long)
+        self.dead_after = dead_after
+
+    @torch.no_grad()
+    def update(self, step: int, embedding: torch.nn.Embedding, hits: torch.Tensor, residuals: torch.Tensor,
+               generator: torch.Generator | None = None) -> int:
+        """Record this step's hits; revive dead codes. Returns how many codes were re-initialised."""
+        self.last_used[hits.cpu() > 0] = step
+        if self.dead_after <= 0:
+            return 0
+        dead = (step - self.last_used >= self.dead_after).nonzero().flatten()
+        if dead.numel() == 0:
+            return 0
+        pick = torch.randint(residuals.shape[0], (dead.numel(),), generator=generator)
+        embedding.weight[dead.to(embedding.weight.device)] = residuals[pick.to(residuals.device)].to(
+            embedding.weight.dtype)
+        self.last_used[dead] = step
+        return int(dead.numel())
+
+    def state_dict(self):
+        return {"last_used": self.last_used.clone(), "dead_after": self.dead_after}
+
+    def load_state_dict(self, state):
+        self.last_used = state["last_used"].clone()
+        self.dead_after = state["dead_after"]
