@@ -16,6 +16,7 @@ import click
 from . import __version__
 from .config import PRESETS
 from .errors import DepthartError
+from .calibration.cli import calibrate_cmd
 from .evaluation.cli import eval_cmd
 from .train.cli import train_cmd, train_vqvae_cmd
 
@@ -188,15 +189,21 @@ def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, n
                    "Env: DEPTHART_CHECKPOINT.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="The bundle folder to write.")
 @click.option("--trt", is_flag=True, help="Also build TensorRT engines (needs TensorRT and an NVIDIA GPU).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
-              help="Engine precision (the ONNX graphs are fp32).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="Bundle precision: fp16 keeps sensitive ops in fp32; int8 is calibrated Q/DQ (see docs/precision.md).")
+@click.option("--calib-images", type=click.Path(file_okay=False, exists=True), default=None,
+              help="int8: folder of calibration images (default: procedural scenes).")
+@click.option("--num-calib", type=click.IntRange(1), default=16, show_default=True, help="int8: calibration images.")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="int8: how activation ranges are chosen.")
 @click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Batch size of the engines.")
 @click.option("--workspace-mb", type=click.IntRange(min=16), default=None, help="TensorRT builder workspace limit.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
               help="TensorRT timing cache file to reuse and update.")
 @click.option("--no-check", is_flag=True, help="Skip the onnxruntime vs PyTorch parity check.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
-def export_cmd(checkpoint, output, trt, precision, batch, workspace_mb, timing_cache, no_check, force):
+def export_cmd(checkpoint, output, trt, precision, calib_images, num_calib, calib_method, batch, workspace_mb,
+               timing_cache, no_check, force):
     """Export a checkpoint to a bundle: ONNX graphs + manifest.json (+ TensorRT engines with --trt).
 
     Every graph is checked against an op allowlist for TensorRT 10.3 .. 11.x and, unless
@@ -228,8 +235,23 @@ def export_cmd(checkpoint, output, trt, precision, batch, workspace_mb, timing_c
         for w in caught:
             click.echo(f"warning: {w.message}", err=True)
         sha = file_sha256(checkpoint) if os.path.isfile(checkpoint) else None
-        manifest = export_bundle(model, output, source=checkpoint, checkpoint_sha256=sha, force=force,
-                                 check=not no_check, progress=lambda m: click.echo(f"  {m}", err=True))
+        say = lambda m: click.echo(f"  {m}", err=True)  # noqa: E731
+        fp32_dir = output if precision == "fp32" else os.path.join(
+            os.path.dirname(os.path.abspath(output)), f".{os.path.basename(os.path.abspath(output))}.fp32")
+        manifest = export_bundle(model, fp32_dir, source=checkpoint, checkpoint_sha256=sha,
+                                 force=force or fp32_dir != output, check=not no_check, progress=say)
+        if precision != "fp32":
+            import shutil
+
+            from .calibration.quantize import make_precision_bundle
+
+            fp32_parity = manifest["parity"]
+            try:
+                manifest = make_precision_bundle(fp32_dir, output, precision, calib_images=calib_images,
+                                                 num_calib=num_calib, method=calib_method, force=force, progress=say)
+            finally:
+                shutil.rmtree(fp32_dir, ignore_errors=True)
+            manifest["parity"] = fp32_parity  # the fp32 graphs' parity; the precision's cost: depthart calibrate --report
     except DepthartError as e:
         _fail(str(e))
     parity = manifest["parity"] or {}
@@ -244,11 +266,12 @@ def export_cmd(checkpoint, output, trt, precision, batch, workspace_mb, timing_c
         from .export.trt import build_engines
 
         try:
-            engines = build_engines(output, manifest, precision=precision, batch=batch, workspace_mb=workspace_mb,
+            engines = build_engines(output, manifest, batch=batch, workspace_mb=workspace_mb,
                                     timing_cache=timing_cache, progress=lambda m: click.echo(f"  {m}", err=True))
         except DepthartError as e:
             _fail(str(e))
-        manifest["engines"] = {name: {"file": f, "sidecar": f"{f}.json", "precision": precision, "batch": batch}
+        manifest["engines"] = {name: {"file": f, "sidecar": f"{f}.json", "precision": manifest["precision"],
+                                      "batch": batch}
                                for name, f in engines.items()}
         write_manifest(output, manifest)
         click.echo(f"built {len(engines)} TensorRT engines in {output}")
@@ -469,6 +492,7 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
         atomic_write_bytes(json_out, (json.dumps(data, indent=2) + "\n").encode())
 
 
+main.add_command(calibrate_cmd)
 main.add_command(eval_cmd)
 main.add_command(train_cmd)
 main.add_command(train_vqvae_cmd)

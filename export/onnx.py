@@ -104,8 +104,14 @@ def graph_io(path) -> dict:
     return {"inputs": [desc(v) for v in model.graph.input], "outputs": [desc(v) for v in model.graph.output]}
 
 
-def check_graph(path) -> set[str]:
-    """onnx.checker plus the edge constraints (op allowlist, opset). Returns the ops. Raises ValueError."""
+# What fp16 / int8 bundles add: explicit quantisation (Q/DQ, zero point 0) and casts at fp32 islands.
+PRECISION_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Cast"})
+
+
+def check_graph(path, extra_ops=frozenset()) -> set[str]:
+    """onnx.checker plus the edge constraints (op allowlist + `extra_ops`, opset). Returns the ops.
+
+    Raises ValueError."""
     import onnx
 
     onnx.checker.check_model(os.fspath(path), full_check=False)
@@ -114,7 +120,7 @@ def check_graph(path) -> set[str]:
     if opsets.get("ai.onnx") != OPSET:
         raise ValueError(f"{path}: opset {opsets.get('ai.onnx')}, expected {OPSET}")
     ops = graph_ops(path)
-    bad = sorted(ops - ALLOWED_OPS)
+    bad = sorted(ops - ALLOWED_OPS - frozenset(extra_ops))
     if bad:
         raise ValueError(f"{path}: ops outside the edge allowlist: {bad}")
     return ops

@@ -2,9 +2,8 @@
 
 - The step graph becomes ONE engine with one static optimisation profile per scale (min = opt =
   max = that scale's shapes), so its weights exist once; the other graphs get one profile each.
-- fp32 engines are strongly typed builds of the fp32 ONNX (precision decided in the graph, the
-  only mode TensorRT 11 has). fp16 engines need the graph's precision in the ONNX too on
-  TensorRT 11; on TensorRT 10.x the deprecated builder flag is used (weak typing).
+- Engines are strongly typed builds: the precision is the bundle's (fp32, or the fp16 / int8 Q/DQ
+  graphs of `depthart export --precision`), decided in the ONNX, the only mode TensorRT 11 has.
 - A timing cache can be loaded and saved, so rebuilding the 10 profiles is fast.
 - Each engine gets a sidecar `<name>.engine.json` (TensorRT version, GPU name, compute capability,
   precision, profiles, ONNX hash); `check_sidecar` refuses engines built elsewhere.
@@ -60,8 +59,8 @@ def make_sidecar(manifest: dict, name: str, precision: str, batch: int, trt_vers
     }
 
 
-def build_engines(bundle_dir, manifest: dict, *, precision: str = "fp32", batch: int = 1,
-                  workspace_mb: int | None = None, timing_cache=None, progress=None) -> dict:
+def build_engines(bundle_dir, manifest: dict, *, batch: int = 1, workspace_mb: int | None = None,
+                  timing_cache=None, progress=None) -> dict:
     """Build `<graph>.engine` + sidecar for every graph of the bundle. Returns {graph: engine file}.
 
     Raises DepthartError if TensorRT or a GPU is missing (the ONNX bundle stays as it is).
@@ -73,12 +72,7 @@ def build_engines(bundle_dir, manifest: dict, *, precision: str = "fp32", batch:
     import tensorrt as trt
     from polygraphy.backend.trt import CreateConfig, EngineFromNetwork, NetworkFromOnnxPath, Profile
 
-    if precision not in ("fp32", "fp16"):
-        raise DepthartError(f"--precision {precision}: TensorRT engines are fp32 or fp16 (int8 bundles: issue 6)")
-    major = int(trt.__version__.split(".")[0])
-    if precision == "fp16" and major >= 11 and manifest.get("precision") != "fp16":
-        raise DepthartError("TensorRT 11 builds only strongly typed engines: fp16 must be decided in the ONNX "
-                            "(an fp16 bundle); this bundle is fp32")
+    precision = manifest.get("precision", "fp32")
     gpu = gpu_info()
     say = progress or (lambda msg: None)
     engines = {}
@@ -90,13 +84,12 @@ def build_engines(bundle_dir, manifest: dict, *, precision: str = "fp32", batch:
             for inp, shape in shapes.items():
                 p.add(inp, min=shape, opt=shape, max=shape)
             profiles.append(p)
-        weak_fp16 = precision == "fp16" and manifest.get("precision") != "fp16"
-        config_kw = {"profiles": profiles, "fp16": True} if weak_fp16 else {"profiles": profiles}
+        config_kw = {"profiles": profiles}
         if timing_cache:
             config_kw["load_timing_cache"] = os.fspath(timing_cache)
         if workspace_mb:
             config_kw["memory_pool_limits"] = {trt.MemoryPoolType.WORKSPACE: workspace_mb << 20}
-        network = NetworkFromOnnxPath(onnx_path, strongly_typed=not weak_fp16)
+        network = NetworkFromOnnxPath(onnx_path, strongly_typed=True)
         build = EngineFromNetwork(network, config=CreateConfig(**config_kw),
                                   save_timing_cache=os.fspath(timing_cache) if timing_cache else None)
         engine = build()

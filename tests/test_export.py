@@ -134,3 +134,19 @@ def test_large_graphs_use_external_data_transparently(tmp_path, monkeypatch, tin
     assert step["data_files"] == ["step.onnx.data"]
     assert (tmp_path / "ext" / "step.onnx.data").stat().st_size > 0.9 * step["bytes"]
     assert m["parity"]["passed"], m["parity"]["failures"]
+
+
+def test_export_int8_bundle_through_the_cli(tiny_bundle, tmp_path):
+    """--precision int8 exports fp32, calibrates on procedural scenes, and leaves only the int8 bundle."""
+    from depthart.runtime import DepthRuntime
+
+    out = tmp_path / "int8"
+    r = CliRunner().invoke(main, ["export", "-c", str(tiny_bundle["ckpt"]), "-o", str(out), "--precision", "int8",
+                                  "--num-calib", "2", "--no-check"])
+    assert r.exit_code == 0, r.output
+    m = read_manifest(out)
+    assert m["precision"] == "int8"
+    assert any("QuantizeLinear" in g["ops"] for g in m["graphs"].values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int8"]  # the fp32 intermediate is gone
+    depth = DepthRuntime(out).predict(np.zeros((20, 30, 3), np.uint8)).depth
+    assert depth.shape == (20, 30) and np.isfinite(depth).all()

@@ -1,0 +1,82 @@
+"""`depthart calibrate`: an fp16 or int8 bundle from an fp32 bundle (+ its accuracy report).
+
+Registered by the root group with `main.add_command(calibrate_cmd)`. Thin: the work is in
+`quantize.make_precision_bundle` and `report.accuracy_report`; library errors exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+
+@click.command("calibrate")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--precision", type=click.Choice(["fp16", "int8"]), required=True, help="Precision of the new bundle.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="The bundle folder to write.")
+@click.option("--calib-images", type=click.Path(exists=True, file_okay=False), default=None,
+              help="int8: folder of calibration images (default: procedural scenes).")
+@click.option("--num-calib", type=click.IntRange(min=1), default=16, show_default=True,
+              help="int8: number of calibration images.")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="int8: calibration method.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="DEPTHART_CALIB_CACHE", default=None,
+              help="Where calibration tables are cached (default ~/.cache/depthart/calibration). "
+                   "Env: DEPTHART_CALIB_CACHE.")
+@click.option("--report", is_flag=True, help="Measure accuracy against the fp32 bundle on held-out images "
+                                             "and write it into the bundle (accuracy.json and the manifest).")
+@click.option("--report-images", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Held-out procedural scenes for --report (plus Middlebury when scikit-image is installed).")
+@click.option("--force", is_flag=True, help="Replace an existing bundle.")
+def calibrate_cmd(bundle, precision, output, calib_images, num_calib, method, cache_dir, report, report_images,
+                  force):
+    """Make an fp16 or int8 bundle from an fp32 bundle (onnxruntime calibration, Q/DQ for TensorRT)."""
+    from depthart.errors import DepthartError
+
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        raise click.ClickException(f"calibrate needs onnx and onnxruntime ({e.name} is missing): "
+                                   'pip install "depthart[export,ort]"') from None
+    from .quantize import make_precision_bundle
+
+    say = lambda m: click.echo(f"  {m}", err=True)  # noqa: E731
+    try:
+        manifest = make_precision_bundle(bundle, output, precision, calib_images=calib_images, num_calib=num_calib,
+                                         method=method, force=force, cache_dir=cache_dir, progress=say)
+    except (DepthartError, FileNotFoundError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"wrote {output} ({precision}: " +
+               ", ".join(f"{g} {c['precision']}" for g, c in manifest["precision_plan"].items()) + ")")
+    if report:
+        from depthart.export.manifest import write_manifest
+
+        from .report import accuracy_report
+
+        r = accuracy_report(bundle, output, num_procedural=report_images, progress=say)
+        with open(os.path.join(output, "accuracy.json"), "w") as f:
+            json.dump(r, f, indent=2)
+        manifest["accuracy"] = {"file": "accuracy.json", "target": r["target"], "metrics": r["metrics"]}
+        write_manifest(output, manifest)
+        click.echo(format_report(r))
+        if r["target"]["passed"] is False:
+            click.echo(f"warning: AbsRel changed by {r['target']['worst']:.2%} vs fp32, above the "
+                       f"{r['target']['abs_rel_rel_change_max']:.1%} target", err=True)
+
+
+def format_report(r: dict) -> str:
+    lines = [f"{'scale':>5} {'patch':>5} {'tokens agree':>12} {'logits max abs':>14} {'logits rel rms':>14}"]
+    for s in r["per_scale"]:
+        lines.append(f"{s['scale']:>5} {s['patch']:>5} {s['token_agreement']:>12.4f} {s['logits_max_abs']:>14.3e} "
+                     f"{s['logits_rel_rms']:>14.3e}")
+    lines.append(f"depth map vs fp32: max abs {r['depth']['max_abs']:.3e}, mean abs {r['depth']['mean_abs']:.3e}")
+    for name, row in r["metrics"].items():
+        lines.append(f"{name} ({row['images']} images): AbsRel fp32 {row['fp32']['abs_rel']:.4f} -> "
+                     f"{r['precision']} {row['test']['abs_rel']:.4f} ({row['abs_rel_rel_change']:.2%}), delta1 "
+                     f"{row['fp32']['delta1']:.4f} -> {row['test']['delta1']:.4f}")
+    for s in r["skipped"]:
+        lines.append(f"skipped {s}")
+    return "\n".join(lines)

@@ -1,0 +1,184 @@
+"""Calibration: feeds cover every graph and scale; fp16/int8 bundles are valid, run, stay near fp32; cache reused."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from depthart.calibration import feeds as fd
+from depthart.calibration.quantize import QUANT_OPS, make_precision_bundle
+from depthart.export.manifest import read_manifest
+from depthart.export.onnx import ALLOWED_OPS, OPSET, graph_ops
+
+
+@pytest.fixture(scope="session")
+def tiny_calib(tiny_bundle):
+    """Two procedural calibration images and their recorded feeds from the fp32 tiny bundle."""
+    m = read_manifest(tiny_bundle["dir"])
+    images, desc = fd.calibration_images(None, 2, m["image_size"])
+    return {"images": images, "desc": desc, "feeds": fd.feeds_from_bundle(tiny_bundle["dir"], images)}
+
+
+@pytest.fixture(scope="session")
+def precision_bundles(tiny_bundle, tmp_path_factory):
+    root = tmp_path_factory.mktemp("precision")
+    cache = root / "cache"
+    out, logs = {}, {}
+    for p in ("fp16", "int8"):
+        logs[p] = []
+        make_precision_bundle(tiny_bundle["dir"], root / p, p, num_calib=2, cache_dir=cache, progress=logs[p].append)
+        out[p] = root / p
+    return {"root": root, "cache": cache, "logs": logs, **out}
+
+
+def test_feeds_cover_every_graph_and_scale_with_manifest_shapes(tiny_bundle, tiny_calib):
+    m = read_manifest(tiny_bundle["dir"])
+    feeds, n = tiny_calib["feeds"], len(tiny_calib["images"])
+    assert set(feeds) == set(m["graphs"])
+    assert len(feeds["step"]) == n * len(m["steps"])
+    for name, calls in feeds.items():
+        assert len(calls) == (n * len(m["steps"]) if name == "step" else n), name
+        decl = {i["name"]: i for i in m["graphs"][name]["inputs"]}
+        for f in calls:
+            assert set(f) == set(decl), name
+            for k, v in f.items():
+                assert v.dtype == np.dtype(decl[k]["dtype"]), (name, k)
+                for dim, want in zip(v.shape, decl[k]["shape"]):
+                    assert isinstance(want, str) or dim == want, (name, k, v.shape, decl[k]["shape"])
+    # the step graph sees every scale's static shape, KV states growing as the cache fills
+    for i, s in enumerate(m["steps"]):
+        f = feeds["step"][i]
+        assert f["x"].shape[1] == s["tokens"] and f["past_k"].shape[0] == s["past"], s
+    assert np.abs(feeds["step"][len(m["steps"]) - 1]["past_k"][1:]).max() > 0  # real KV states, not zeros
+    assert tiny_calib["desc"]["kind"] == "procedural" and tiny_calib["desc"]["count"] == n
+
+
+def test_feed_reader_and_npz_round_trip(tmp_path, tiny_calib):
+    feeds = tiny_calib["feeds"]
+    reader = fd.feed_reader(feeds["step"])
+    got = []
+    while (item := reader.get_next()) is not None:
+        got.append(item)
+    assert len(got) == len(feeds["step"]) == len(reader)
+    fd.save_feeds(tmp_path / "feeds.npz", feeds)
+    back = fd.load_feeds(tmp_path / "feeds.npz")
+    assert set(back) == set(feeds)
+    for name in feeds:
+        for a, b in zip(feeds[name], back[name]):
+            assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_calibration_images_from_a_folder(tmp_path, sample_photo):
+    import shutil
+
+    shutil.copy(sample_photo, tmp_path / "a.jpg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    images, desc = fd.calibration_images(tmp_path, 5, 16)
+    assert images.shape == (1, 3, 16, 16) and images.dtype == np.float32
+    assert desc["kind"] == "folder" and [f for f, _ in desc["files"]] == ["a.jpg"]
+    with pytest.raises(FileNotFoundError):
+        fd.calibration_images(tmp_path / "missing", 1, 16)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_precision_bundle_is_valid_and_runs_near_fp32(tiny_bundle, precision_bundles, precision):
+    from depthart.runtime import DepthRuntime
+
+    d = precision_bundles[precision]
+    m = read_manifest(d)
+    src = read_manifest(tiny_bundle["dir"])
+    assert m["precision"] == precision and set(m["graphs"]) == set(src["graphs"])
+    assert m["steps"] == src["steps"] and m["model"] == src["model"]
+    assert set(m["precision_plan"]) == set(m["graphs"])
+    want = "QuantizeLinear" if precision == "int8" else "Cast"
+    assert any(want in g["ops"] for g in m["graphs"].values())
+    for name, g in m["graphs"].items():
+        ops = graph_ops(d / g["file"])
+        assert ops <= ALLOWED_OPS | QUANT_OPS, (name, ops - ALLOWED_OPS - QUANT_OPS)
+        model = onnx.load(str(d / g["file"]))
+        assert {o.domain or "ai.onnx": o.version for o in model.opset_import}["ai.onnx"] == OPSET
+        # fp32 (and int64 tokens) at the boundary, exactly as the fp32 bundle declares
+        assert g["inputs"] == src["graphs"][name]["inputs"] and g["outputs"] == src["graphs"][name]["outputs"]
+    if precision == "int8":
+        assert m["calibration"]["method"] == "minmax" and m["calibration"]["images"]["count"] == 2
+        assert m["precision_plan"]["step"]["precision"] == "int8" and m["precision_plan"]["step"]["fp32_nodes"]
+        zps = [onnx.numpy_helper.to_array(i) for i in onnx.load(str(d / "step.onnx")).graph.initializer
+               if i.name.endswith("zero_point")]
+        assert zps and not any(z.any() for z in zps)  # symmetric (zero point 0): TensorRT's rule
+        assert {z.dtype for z in zps} <= {np.dtype(np.int8), np.dtype(np.int32)}  # int32: biases
+    image = (np.random.default_rng(0).uniform(0, 255, (40, 40, 3))).astype(np.uint8)
+    ref = DepthRuntime(tiny_bundle["dir"]).predict(image)
+    out = DepthRuntime(d).predict(image)
+    assert out.depth.shape == ref.depth.shape and np.isfinite(out.depth).all()
+    # loose: catches broken graphs, not accuracy (tiny's 64-code vocabulary flips tokens easily)
+    assert np.abs(out.depth - ref.depth).mean() < 0.15
+    assert np.mean(out.tokens[0] == ref.tokens[0]) >= 0.0 and len(out.tokens) == len(ref.tokens)
+
+
+def test_calibration_cache_is_written_and_reused(tiny_bundle, precision_bundles, tmp_path):
+    cache = precision_bundles["cache"]
+    tables = list(cache.rglob("step.json"))
+    assert len(tables) == 1 and json.loads(tables[0].read_text())
+    assert any("recording feeds" in msg for msg in precision_bundles["logs"]["int8"])
+    logs = []
+    m = make_precision_bundle(tiny_bundle["dir"], tmp_path / "again", "int8", num_calib=2, cache_dir=cache,
+                              progress=logs.append)
+    assert not any("recording feeds" in msg for msg in logs) and m["calibration"]["calibrated"] is False
+    assert (tmp_path / "again" / "step.onnx").read_bytes() == (precision_bundles["int8"] / "step.onnx").read_bytes()
+    # another method is another key: it calibrates again
+    m2 = make_precision_bundle(tiny_bundle["dir"], tmp_path / "entropy", "int8", num_calib=2, cache_dir=cache,
+                               method="percentile")
+    assert m2["calibration"]["calibrated"] is True and m2["calibration"]["key"] != m["calibration"]["key"]
+
+
+def test_refuses_to_overwrite_and_rejects_bad_arguments(tiny_bundle, precision_bundles):
+    from depthart.errors import DepthartError
+
+    with pytest.raises(DepthartError, match="exists"):
+        make_precision_bundle(tiny_bundle["dir"], precision_bundles["fp16"], "fp16")
+    with pytest.raises(ValueError, match="precision"):
+        make_precision_bundle(tiny_bundle["dir"], precision_bundles["root"] / "x", "int4")
+    with pytest.raises(DepthartError, match="fp32"):
+        make_precision_bundle(precision_bundles["fp16"], precision_bundles["root"] / "y", "int8")
+    assert sorted(p.name for p in precision_bundles["root"].iterdir() if p.name.startswith(".")) == []
+
+
+def test_accuracy_report_has_its_keys(tiny_bundle, precision_bundles):
+    from depthart.calibration.report import accuracy_report
+
+    r = accuracy_report(tiny_bundle["dir"], precision_bundles["int8"], num_procedural=2, middlebury=False)
+    assert r["precision"] == "int8" and r["images"] == 2
+    assert [s["scale"] for s in r["per_scale"]] == list(range(len(read_manifest(tiny_bundle["dir"])["steps"])))
+    for s in r["per_scale"]:
+        assert 0.0 <= s["token_agreement"] <= 1.0 and np.isfinite(s["logits_max_abs"])
+    row = r["metrics"]["procedural"]
+    assert set(row) >= {"fp32", "test", "abs_rel_rel_change", "images"}
+    assert set(row["fp32"]) == {"abs_rel", "delta1"}
+    assert r["target"]["abs_rel_rel_change_max"] == 0.02 and isinstance(r["target"]["passed"], bool)
+
+
+def test_package_imports_without_torch_or_onnx():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['onnx'] = None; sys.modules['onnxruntime'] = None\n"
+            "import depthart.calibration as c; c.calibrator; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_calibrate_command_writes_bundle_and_report(tiny_bundle, precision_bundles, tmp_path):
+    from click.testing import CliRunner
+
+    from depthart.calibration.cli import calibrate_cmd
+
+    out = tmp_path / "int8"
+    r = CliRunner().invoke(calibrate_cmd, [str(tiny_bundle["dir"]), "--precision", "int8", "-o", str(out),
+                                           "--num-calib", "2", "--cache-dir", str(precision_bundles["cache"]),
+                                           "--report", "--report-images", "1"])
+    assert r.exit_code == 0, r.output
+    assert "token" in r.output and (out / "accuracy.json").is_file()
+    assert read_manifest(out)["accuracy"]["file"] == "accuracy.json"
+    r = CliRunner().invoke(calibrate_cmd, [str(tiny_bundle["dir"]), "--precision", "int8", "-o", str(out)])
+    assert r.exit_code == 1 and "exists" in r.output
