@@ -45,6 +45,9 @@ class OrtBackend:
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
+        # no busy-waiting between calls: the loop calls many small graphs, and other thread pools
+        # (numpy, torch in `depthart bench`) share the cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sessions = {}
         for name, g in manifest["graphs"].items():
             sess = ort.InferenceSession(os.path.join(bundle_dir, g["file"]), opts, providers=wanted)
