@@ -14,13 +14,12 @@ import warnings
 import click
 
 from . import __version__
+from .calibration.cli import calibrate_cmd
 from .config import PRESETS
 from .errors import DepthartError
-from .calibration.cli import calibrate_cmd
 from .evaluation.cli import eval_cmd
+from .runtime.media import IMAGE_SUFFIXES
 from .train.cli import train_cmd, train_vqvae_cmd
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 @click.group(name="depthart", context_settings={"help_option_names": ["-h", "--help"]})
@@ -128,10 +127,11 @@ def _unique_stems(paths: list[str]) -> list[str]:
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
 @click.option("--sampler", type=click.Choice(["greedy", "topk", "mean"]), default="greedy", show_default=True,
               help="Token choice per scale: argmax; top-k/top-p sampling; the release's mean of N samples.")
-@click.option("--top-k", default=0, show_default=True, help="For topk/mean (mean defaults to 900).")
-@click.option("--top-p", default=0.0, show_default=True, help="For topk/mean (mean defaults to 0.9).")
+@click.option("--top-k", type=int, default=None, help="For topk/mean: keep the k most likely tokens (mean: 900; 0 = off).")
+@click.option("--top-p", type=float, default=None, help="For topk/mean: nucleus mass (mean: 0.9; 0 = off).")
 @click.option("--num-samples", default=5, show_default=True, help="For mean.")
-@click.option("--seed", type=int, default=None, help="Seed for the samplers.")
+@click.option("--seed", type=int, default=None,
+              help="Seed for the samplers; every image starts from it, so results do not depend on input order.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, num_samples, seed, overwrite):
     """Predict relative depth (0 = near, 1 = far) for images and folders of images.
@@ -160,7 +160,6 @@ def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, n
             click.echo(f"warning: {w.message}", err=True)
     except DepthartError as e:
         _fail(str(e))
-    samp = make_sampler(sampler, top_k=top_k, top_p=top_p, num_samples=num_samples, seed=seed)
 
     failed = []
     stems = _unique_stems(paths)
@@ -171,6 +170,7 @@ def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, n
                 failed.append(f"{path}: outputs for '{stem}' exist in {output_dir}; pass --overwrite")
                 continue
             try:
+                samp = make_sampler(sampler, top_k=top_k, top_p=top_p, num_samples=num_samples, seed=seed)
                 depth = model.predict(path, sampler=samp)
                 save_depth(depth, output_dir, stem, overwrite=overwrite)
             except (ImageError, FileExistsError) as e:
@@ -331,7 +331,10 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, side_by_side, pl
             for i in range(0, len(images), batch):
                 group, loaded = images[i:i + batch], []
                 for p in group:
-                    if not overwrite and any(os.path.exists(q) for q in output_paths(output_dir, stems[p]).values()):
+                    wanted = list(output_paths(output_dir, stems[p]).values())
+                    wanted += [os.path.join(output_dir, f"{stems[p]}{sfx}") for flag, sfx in
+                               ((side_by_side, "_side.png"), (ply, ".ply")) if flag]
+                    if not overwrite and any(os.path.exists(q) for q in wanted):
                         failed.append(f"{p}: outputs exist in {output_dir}; pass --overwrite")
                         continue
                     try:
@@ -360,7 +363,10 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, side_by_side, pl
                 with click.progressbar(frames, length=count, label=f"{src} ({fps:.1f} fps)", file=sys.stderr) as bar:
                     for frame in bar:
                         writer.write(frame, rt.predict(frame).depth)
-                done += 1
+                if writer.frames:
+                    done += 1
+                else:
+                    failed.append(f"{src}: no frames could be read")
             except DepthartError as e:
                 failed.append(f"{src}: {e}")
             finally:
@@ -425,6 +431,8 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
 
             from .checkpoint import load
 
+            if device.startswith("cuda") and not torch.cuda.is_available():
+                _fail(f"--device {device}: CUDA is not available on this machine; use --device cpu")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 before = rss_mb()[0]

@@ -39,9 +39,24 @@ def precompute(patch_nums) -> None:
         _matrix_cpu(last, p, "bicubic")
 
 
-def resize_matrix(src: int, dst: int, mode: str, device=None) -> torch.Tensor:
-    """(dst*dst, src*src) float32 matrix M with resize(x).flatten() == M @ x.flatten() per channel."""
-    return _matrix_cpu(src, dst, mode).to(device)
+_ON_DEVICE: dict = {}
+
+
+def resize_matrix(src: int, dst: int, mode: str, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(dst*dst, src*src) matrix M with resize(x).flatten() == M @ x.flatten() per channel.
+
+    Copies to other devices/dtypes are cached too (no host-to-device copy per call on CUDA)."""
+    m = _matrix_cpu(src, dst, mode)
+    device = torch.device(device) if device is not None else m.device
+    if device.type == "cpu" and dtype == torch.float32:
+        return m
+    key = (src, dst, mode, str(device), dtype)
+    if key not in _ON_DEVICE:
+        moved = m.to(device=device, dtype=dtype)
+        if type(moved) is not torch.Tensor or device.type == "meta":
+            return moved
+        _ON_DEVICE[key] = moved
+    return _ON_DEVICE[key]
 
 
 def resize(x_BChw: torch.Tensor, size: int, mode: str) -> torch.Tensor:
@@ -51,5 +66,5 @@ def resize(x_BChw: torch.Tensor, size: int, mode: str) -> torch.Tensor:
         raise ValueError(f"resize expects square maps, got {h}x{w}")
     if h == size:
         return x_BChw
-    M = resize_matrix(h, size, mode, x_BChw.device).to(x_BChw.dtype)
+    M = resize_matrix(h, size, mode, x_BChw.device, x_BChw.dtype)
     return (x_BChw.reshape(B, C, h * w) @ M.T).reshape(B, C, size, size)

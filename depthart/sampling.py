@@ -69,13 +69,13 @@ class MeanOfSamples(TopKTopP):
         return idx_Bln[..., 0], codebook_VC[idx_Bln].mean(2)
 
 
-def make_sampler(name: str = "greedy", *, top_k: int = 0, top_p: float = 0.0, num_samples: int = 5,
+def make_sampler(name: str = "greedy", *, top_k: int | None = None, top_p: float | None = None, num_samples: int = 5,
                  seed: int | None = None):
     """Sampler by name: "greedy", "topk" (top-k/top-p sampling) or "mean" (mean of N samples)."""
     if name == "greedy":
         return Greedy()
     if name == "topk":
-        return TopKTopP(top_k, top_p, seed=seed)
+        return TopKTopP(top_k or 0, top_p or 0.0, seed=seed)
     if name == "mean":
-        return MeanOfSamples(num_samples, top_k or 900, top_p or 0.9, seed=seed)
+        return MeanOfSamples(num_samples, 900 if top_k is None else top_k, 0.9 if top_p is None else top_p, seed=seed)
     raise ValueError(f"unknown sampler {name!r}; choose greedy, topk or mean")

@@ -52,7 +52,17 @@ def export_bundle(model, out_dir, *, source: str, checkpoint_sha256: str | None 
     if os.path.exists(out_dir) and not force:
         raise DepthartError(f"{out_dir} exists; pass --force to replace it")
     say = progress or (lambda msg: None)
-    model = model.eval().float().cpu()
+    # exported on the CPU in fp32; the caller's model is put back as it was at the end
+    first = next(model.parameters())
+    restore = (first.device, first.dtype, model.training)
+    model.eval().float().cpu()
+    try:
+        return _export(model, out_dir, source, checkpoint_sha256, check, say)
+    finally:
+        model.to(device=restore[0], dtype=restore[1]).train(restore[2])
+
+
+def _export(model, out_dir, source, checkpoint_sha256, check, say) -> dict:
     cfg = model.cfg
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
@@ -118,6 +128,12 @@ def _replace_dir(src: str, dst: str) -> None:
         old = tempfile.mkdtemp(dir=os.path.dirname(dst), prefix=f".{os.path.basename(dst)}.old-")
         os.rename(dst, os.path.join(old, "bundle"))
     os.chmod(src, default_dir_mode())
-    os.rename(src, dst)
+    try:
+        os.rename(src, dst)
+    except OSError:
+        if old:  # put the previous bundle back rather than leave nothing at dst
+            os.rename(os.path.join(old, "bundle"), dst)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
     if old:
         shutil.rmtree(old, ignore_errors=True)

@@ -85,16 +85,24 @@ class DepthVideoWriter:
         if self._writer is None:
             self._tmp = self._ctx.__enter__()
             h, w = frame.shape[:2]
-            self._writer = cv2.VideoWriter(self._tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
-            if not self._writer.isOpened():
-                raise DepthartError(f"{self.path}: OpenCV cannot write mp4 video here")
+            writer = cv2.VideoWriter(self._tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not writer.isOpened():
+                writer.release()
+                err = DepthartError(f"{self.path}: OpenCV cannot write mp4 video here")
+                self._ctx.__exit__(DepthartError, err, None)  # deletes the temp file
+                raise err
+            self._writer = writer
         self._writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
         self.frames += 1
 
     def close(self):
+        """Finish the file: renamed into place if it has frames, deleted otherwise."""
         if self._writer is not None:
             self._writer.release()
-            self._ctx.__exit__(None, None, None)  # rename into place
+            if self.frames:
+                self._ctx.__exit__(None, None, None)  # rename into place
+            else:
+                self._ctx.__exit__(DepthartError, DepthartError("no frames"), None)
             self._writer = None
 
 

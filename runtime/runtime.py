@@ -115,6 +115,10 @@ class DepthRuntime:
     def __init__(self, bundle_dir, backend: str = "ort", device: str = "cpu", threads: int | None = None):
         self.bundle_dir = os.fspath(bundle_dir)
         self.manifest = load_manifest(self.bundle_dir)
+        parity = self.manifest.get("parity") or {}
+        if parity.get("passed") is False:
+            raise DepthartError(f"{self.bundle_dir}: its graphs failed the parity check against PyTorch at export "
+                                f"({'; '.join(parity.get('failures', [])[:3])}); re-export it")
         if backend == "ort":
             from .backends.ort import OrtBackend
 

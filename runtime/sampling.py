@@ -61,13 +61,13 @@ class MeanOfSamples(TopKTopP):
         return idx[..., 0], codebook_VC[idx].mean(-2)
 
 
-def make_sampler(name: str = "greedy", *, top_k: int = 0, top_p: float = 0.0, num_samples: int = 5,
+def make_sampler(name: str = "greedy", *, top_k: int | None = None, top_p: float | None = None, num_samples: int = 5,
                  seed: int | None = None):
     """None for greedy (in-graph argmax), else a numpy sampler."""
     if name == "greedy":
         return None
     if name == "topk":
-        return TopKTopP(top_k, top_p, seed)
+        return TopKTopP(top_k or 0, top_p or 0.0, seed)
     if name == "mean":
-        return MeanOfSamples(num_samples, top_k or 900, top_p or 0.9, seed)
+        return MeanOfSamples(num_samples, 900 if top_k is None else top_k, 0.9 if top_p is None else top_p, seed)
     raise ValueError(f"unknown sampler {name!r}; choose greedy, topk or mean")

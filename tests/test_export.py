@@ -113,9 +113,12 @@ def test_export_refuses_to_overwrite_and_cleans_up_after_failure(tiny_bundle, tm
 
     real = bundle.onnx_from_module
     monkeypatch.setattr(bundle, "onnx_from_module", boom)
+    model = tiny_bundle["model"].train()
     with pytest.raises(RuntimeError, match="disk full"):
-        export_bundle(tiny_bundle["model"], tmp_path / "b", source="tiny", check=False)
+        export_bundle(model, tmp_path / "b", source="tiny", check=False)
     assert list(tmp_path.iterdir()) == []  # neither the bundle nor a partial folder
+    assert model.training  # the caller's model is given back as it was
+    model.eval()
 
 
 def test_small_preset_exports_with_parity(small_bundle):

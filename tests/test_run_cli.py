@@ -69,3 +69,13 @@ def test_run_needs_no_torch(tiny_bundle, sample_photo, tmp_path):
 def test_bad_bundle_is_one_line(tmp_path, sample_photo):
     r = run(tmp_path / "nope", sample_photo, "-o", tmp_path / "o")
     assert r.exit_code == 1 and "no such bundle folder" in r.output and "Traceback" not in r.output
+
+
+def test_a_video_without_frames_leaves_no_file(tmp_path):
+    from depthart.runtime.media import DepthVideoWriter
+
+    w = DepthVideoWriter(str(tmp_path / "v.mp4"), 10.0)
+    w.write(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.float32))
+    w.frames = 0  # as if nothing had been written
+    w.close()
+    assert list(tmp_path.iterdir()) == []

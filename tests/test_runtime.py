@@ -118,6 +118,12 @@ def test_bad_bundles_are_reported(tiny_bundle, tmp_path):
     (broken / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(DepthartError, match="schema version 99"):
         DepthRuntime(broken)
+    m = json.loads((tiny_bundle["dir"] / "manifest.json").read_text())
+    m["parity"]["passed"] = False
+    m["parity"]["failures"] = ["step.logits: max abs diff 3e-1 > 1e-4"]
+    (broken / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DepthartError, match="failed the parity check.*step.logits"):
+        DepthRuntime(broken)
 
 
 def test_native_tensorrt_loop_says_what_to_use_instead(tiny_bundle):
