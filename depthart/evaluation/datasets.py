@@ -50,6 +50,13 @@ def _check_shapes(sample: Sample, where: str) -> Sample:
     return sample
 
 
+def _png16_sample(sample_id: str, rgb_path: str, depth_path: str, units_per_metre: float) -> Sample:
+    """A sample whose depth is a uint16 PNG in fixed units (KITTI: 1/256 m, ScanNet: mm); 0 = no depth."""
+    png = read_png16(depth_path)
+    return _check_shapes(Sample(sample_id, read_rgb(rgb_path), png.astype(np.float32) / units_per_metre, png > 0),
+                         depth_path)
+
+
 class Dataset:
     """Base class. Subclasses fill `self.ids` (sorted, unique) in `__init__` and implement `load`.
 
@@ -184,10 +191,7 @@ class KITTI(Dataset):
         return next((c for c in candidates if os.path.isfile(c)), candidates[0])
 
     def load(self, index):
-        rgb, dpath = self.pairs[index]
-        png = read_png16(dpath)
-        return _check_shapes(Sample(self.ids[index], read_rgb(rgb), png.astype(np.float32) / 256.0, png > 0),
-                             dpath)
+        return _png16_sample(self.ids[index], *self.pairs[index], units_per_metre=256.0)
 
 
 # ---------------------------------------------------------------- ETH3D
@@ -285,10 +289,7 @@ class ScanNet(Dataset):
                              os.path.splitext(os.path.basename(r))[0]) for r, _ in self.pairs]
 
     def load(self, index):
-        rgb, dpath = self.pairs[index]
-        png = read_png16(dpath)
-        return _check_shapes(Sample(self.ids[index], read_rgb(rgb), png.astype(np.float32) / 1000.0, png > 0),
-                             dpath)
+        return _png16_sample(self.ids[index], *self.pairs[index], units_per_metre=1000.0)
 
 
 # ---------------------------------------------------------------- iBims-1
