@@ -500,6 +500,100 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
         atomic_write_bytes(json_out, (json.dumps(data, indent=2) + "\n").encode())
 
 
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(__file__), "assets", "default.safetensors")
+
+
+@main.command("demo")
+@click.option("-o", "--output-dir", default="depthart-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Where the bundle, inputs and outputs go.")
+@click.option("-c", "--checkpoint", default=None, metavar="PATH|PRESET",
+              help="Model to demo. Default: the trained default shipped with depthart.")
+@click.option("--runs", type=click.IntRange(1), default=3, show_default=True, help="Timed runs for the latency table.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing demo folder.")
+def demo_cmd(output_dir, checkpoint, runs, overwrite):
+    """The whole pipeline in one go: export the model, run the torch-free runtime on sample images
+    (procedural scenes with exact depth and a real photo), write colour depth maps and side-by-side
+    images, and print eager vs runtime latency."""
+    _need_torch()
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from .checkpoint import load
+    from .data.procedural import HELD_OUT_SEED_OFFSET, generate_scene
+    from .export.bundle import export_bundle
+    from .outputs import save_depth
+    from .runtime import DepthRuntime
+    from .runtime.bench import format_table, machine_info, run_interleaved, summarize
+    from .runtime.media import write_side_by_side
+
+    if checkpoint is None:
+        if not os.path.isfile(DEFAULT_CHECKPOINT):
+            _fail("no trained default checkpoint ships with this version yet; run the demo with a checkpoint, "
+                  "e.g. --checkpoint model.safetensors, or --checkpoint small (random weights: pipeline only)")
+        checkpoint = DEFAULT_CHECKPOINT
+    if os.path.exists(output_dir):
+        if not overwrite:
+            _fail(f"{output_dir} exists; pass --overwrite to replace it")
+        shutil.rmtree(output_dir)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = load(checkpoint)
+        for w in caught:
+            click.echo(f"warning: {w.message}", err=True)
+        t0 = time.perf_counter()
+        bundle = os.path.join(output_dir, "bundle")
+        export_bundle(model, bundle, source=str(checkpoint), check=False,
+                      progress=lambda m: click.echo(f"  export {m}", err=True))
+        click.echo(f"exported {bundle} in {time.perf_counter() - t0:.0f} s", err=True)
+        rt = DepthRuntime(bundle)
+    except DepthartError as e:
+        _fail(str(e))
+    inputs = os.path.join(output_dir, "inputs")
+    os.makedirs(inputs)
+    samples = {}
+    for i, seed in enumerate((HELD_OUT_SEED_OFFSET + 1, HELD_OUT_SEED_OFFSET + 2)):
+        scene = generate_scene(seed, size=256, kind=("indoor", "outdoor")[i])
+        samples[f"procedural_{('indoor', 'outdoor')[i]}"] = Image.fromarray(scene.rgb)
+    try:
+        from .evaluation.datasets import Middlebury
+
+        samples["middlebury_motorcycle"] = Image.open(os.path.join(Middlebury.default_root(), Middlebury.IMAGE))
+    except Exception:  # scikit-image absent: the procedural scenes still run
+        click.echo("note: scikit-image is not installed, so the Middlebury photo is skipped", err=True)
+    out = os.path.join(output_dir, "outputs")
+    worst = 0.0
+    for name, img in samples.items():
+        img = img.convert("RGB")
+        img.save(os.path.join(inputs, f"{name}.png"))
+        depth = rt.predict(img).depth
+        worst = max(worst, float(np.abs(depth - model.predict(img)).max()))
+        save_depth(depth, out, name)
+        write_side_by_side(os.path.join(out, f"{name}_side.png"), np.asarray(img), depth)
+    click.echo(f"wrote {len(samples)} depth maps to {out} (runtime vs PyTorch max abs diff {worst:.1e})")
+    import torch
+
+    size = model.cfg.image_size
+    first = next(iter(samples.values())).convert("RGB")
+
+    def eager(im):
+        from .preprocess import resize_depth, to_model_input
+
+        t = time.perf_counter()
+        stages = {}
+        x = torch.from_numpy(to_model_input(im, size))[None]
+        d = model.predict_normalized(x, timings=stages)[0, 0].numpy()
+        resize_depth(d, im.height, im.width)
+        stages["total"] = time.perf_counter() - t
+        return stages
+
+    samples_t = run_interleaved({"eager (PyTorch, cpu)": eager, f"runtime ({rt.describe()})":
+                                 lambda im: rt.predict(im).timings}, first, runs=runs, warmup=1)
+    click.echo(format_table(summarize(samples_t, None, baseline="eager (PyTorch, cpu)"), machine_info(), None, None))
+
+
 main.add_command(calibrate_cmd)
 main.add_command(eval_cmd)
 main.add_command(train_cmd)
