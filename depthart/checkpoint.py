@@ -91,6 +91,16 @@ def load(path_or_preset, device="cpu"):
     raise DepthartError(f"{p}: no such checkpoint file, and not a preset ({', '.join(PRESETS)})")
 
 
+def load_reporting(path_or_preset, device, report):
+    """`load`, with its warnings (e.g. a preset's random weights) passed to `report(message)` (the CLIs)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load(path_or_preset, device)
+    for w in caught:
+        report(str(w.message))
+    return model
+
+
 def _load_strict(model, state: dict, source: str) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

@@ -42,6 +42,13 @@ def _fail(msg: str):
     raise click.ClickException(msg)
 
 
+def _load_model(checkpoint, device="cpu"):
+    """depthart.load, with its warnings (e.g. a preset's random weights) shown as one-line messages."""
+    from .checkpoint import load_reporting
+
+    return load_reporting(checkpoint, device, lambda msg: click.echo(f"warning: {msg}", err=True))
+
+
 def _need_torch():
     try:
         import torch  # noqa: F401
@@ -142,7 +149,6 @@ def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, n
     _need_torch()
     import torch
 
-    from .checkpoint import load
     from .outputs import output_paths, save_depth
     from .preprocess import ImageError
     from .sampling import make_sampler
@@ -153,11 +159,7 @@ def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, n
     if device.startswith("cuda") and not torch.cuda.is_available():
         _fail(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = load(checkpoint, device)
-        for w in caught:
-            click.echo(f"warning: {w.message}", err=True)
+        model = _load_model(checkpoint, device)
     except DepthartError as e:
         _fail(str(e))
 
@@ -222,18 +224,13 @@ def export_cmd(checkpoint, output, trt, precision, calib_images, num_calib, cali
         except ImportError:
             _fail('the parity check runs the graphs in onnxruntime: pip install "depthart[ort]" (or [ort-gpu]), '
                   "or pass --no-check")
-    from .checkpoint import load
     from .export.bundle import export_bundle
     from .export.manifest import file_sha256, write_manifest
 
     if os.path.exists(output) and not force:
         _fail(f"{output} exists; pass --force to replace it")
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = load(checkpoint)
-        for w in caught:
-            click.echo(f"warning: {w.message}", err=True)
+        model = _load_model(checkpoint)
         sha = file_sha256(checkpoint) if os.path.isfile(checkpoint) else None
         say = lambda m: click.echo(f"  {m}", err=True)  # noqa: E731
         fp32_dir = output if precision == "fp32" else os.path.join(
@@ -520,7 +517,6 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite):
     import numpy as np
     from PIL import Image
 
-    from .checkpoint import load
     from .data.procedural import HELD_OUT_SEED_OFFSET, generate_scene
     from .export.bundle import export_bundle
     from .outputs import save_depth
@@ -538,11 +534,7 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite):
             _fail(f"{output_dir} exists; pass --overwrite to replace it")
         shutil.rmtree(output_dir)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = load(checkpoint)
-        for w in caught:
-            click.echo(f"warning: {w.message}", err=True)
+        model = _load_model(checkpoint)
         t0 = time.perf_counter()
         bundle = os.path.join(output_dir, "bundle")
         export_bundle(model, bundle, source=str(checkpoint), check=False,

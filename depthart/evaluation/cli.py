@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 
 import click
 
@@ -34,17 +33,12 @@ def _load_model(checkpoint, device):
     except ImportError:
         _fail('running a model needs PyTorch: pip install torch==2.13.0 "depthart[torch]" '
               "(re-scoring saved predictions with --predictions does not)")
-    from ..checkpoint import load
+    from ..checkpoint import load_reporting
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         _fail(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     torch.manual_seed(0)  # a preset's random weights, and so its scores, are the same on every run
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = load(checkpoint, device)
-    for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
-    return model
+    return load_reporting(checkpoint, device, lambda msg: click.echo(f"warning: {msg}", err=True))
 
 
 @click.command("eval")
