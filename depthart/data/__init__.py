@@ -5,7 +5,8 @@
 """
 
 from .base import DataError, DepthDataset, FromLoader, check_sample
+from .hypersim import HypersimDataset
 from .procedural import HELD_OUT_SEED_OFFSET, ProceduralDataset, Sample, generate_scene, write_hypersim_layout
 
-__all__ = ["DataError", "DepthDataset", "FromLoader", "check_sample", "HELD_OUT_SEED_OFFSET", "ProceduralDataset",
-           "Sample", "generate_scene", "write_hypersim_layout"]
+__all__ = ["DataError", "DepthDataset", "FromLoader", "check_sample", "HELD_OUT_SEED_OFFSET", "HypersimDataset",
+           "ProceduralDataset", "Sample", "generate_scene", "write_hypersim_layout"]

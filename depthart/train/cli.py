@@ -21,7 +21,8 @@ COMMON = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                  help="A JSON file of TrainConfig fields; command-line options override it."),
     click.option("--data", default=None,
-                 help="synthetic (procedural scenes, endless), synthetic:N, or hypersim:PATH."),
+                 help="synthetic (procedural scenes, endless), synthetic:N, or hypersim:PATH "
+                      "(Hypersim's layout, official train split; hypersim:PATH:val for another split)."),
     click.option("--init", default=None, type=click.Path(dir_okay=False), help="Start from this depthart checkpoint."),
     click.option("--resume", is_flag=True,
                  help="Continue the run in OUT_DIR exactly where its last checkpoint stopped."),

@@ -2,14 +2,16 @@
 
     synthetic          the procedural generator, endless, seeds from 0 (below the held-out offset)
     synthetic:N        the first N procedural scenes, finite (epochs, shuffled by the run's seed)
-    hypersim:PATH      Hypersim's on-disk layout (not implemented yet)
+    hypersim:PATH      Hypersim's on-disk layout (`depthart.data.HypersimDataset`): the public frames
+                       of the official split CSV's "train" split, at native resolution (the loader
+                       resizes to the model's), finite (epochs, shuffled by the run's seed)
+    hypersim:PATH:val  the same for the "val" (or "test") split
 """
 
 from __future__ import annotations
 
-import os
-
-from ..data import DataError, DepthDataset, ProceduralDataset
+from ..data import DataError, DepthDataset, HypersimDataset, ProceduralDataset
+from ..data.hypersim import SPLITS as HYPERSIM_SPLITS
 
 
 def open_source(spec: str, image_size: int) -> DepthDataset:
@@ -26,15 +28,18 @@ def open_source(spec: str, image_size: int) -> DepthDataset:
                 raise DataError(f"--data {spec}: the number of scenes must be > 0")
         return ProceduralDataset(seed_offset=0, length=length, size=image_size)
     if kind == "hypersim":
-        if not arg:
+        path, split = arg, "train"
+        head, _, tail = arg.rpartition(":")
+        if head and tail in HYPERSIM_SPLITS:
+            path, split = head, tail
+        if not path:
             raise DataError("--data hypersim:PATH: give the folder, e.g. hypersim:/data/hypersim")
-        if not os.path.isdir(arg):
-            raise DataError(f"--data {spec}: {arg} is not a folder (expected Hypersim's layout: "
-                            "SCENE/images/scene_cam_XX_final_preview/frame.NNNN.tonemap.jpg, "
-                            "SCENE/images/scene_cam_XX_geometry_hdf5/frame.NNNN.depth_meters.hdf5, "
-                            "and metadata_images_split_scene_v1.csv)")
-        raise DataError(f"--data {spec}: Hypersim training data is not implemented yet; use --data synthetic")
-    raise DataError(f"--data {spec}: unknown data source {kind!r}; use synthetic, synthetic:N or hypersim:PATH")
+        try:
+            return HypersimDataset(path, split=split)  # native resolution: make_loader resizes
+        except DataError as e:
+            raise DataError(f"--data {spec}: {e}") from None
+    raise DataError(f"--data {spec}: unknown data source {kind!r}; use synthetic, synthetic:N, hypersim:PATH or "
+                    "hypersim:PATH:SPLIT")
 
 
 class RankView(DepthDataset):
