@@ -102,7 +102,7 @@ def summarize(samples: dict, flops: float | None, baseline: str | None = "eager"
 
 
 def _stage_order(name: str):
-    order = {"preprocess": 0, "prefix": 1, "decoder": 4, "postprocess": 5, "total": 6}
+    order = {"preprocess": 0, "prefix": 1, "decoder": 4, "download": 5, "postprocess": 6, "total": 7}
     if name in order:
         return (order[name], 0)
     kind, _, k = name.partition("_")

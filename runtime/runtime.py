@@ -5,6 +5,12 @@ logits/tokens/code vectors, the next-scale inputs, two f_hat buffers used in tur
 and every graph call is bound to its buffers once; a prediction then only preprocesses, runs the
 bound calls in order and resizes the depth maps back. Steps write their new keys/values straight
 into the cache (slots [1 + begin_k, 1 + end_k), layout in the manifest's `kv_cache`).
+
+The same plan drives both backends. On onnxruntime the graphs use the host buffers themselves; on
+TensorRT every buffer has a device twin (views stay views), and the plan says when the host side
+changes or is needed: `upload` what the host writes (image, zeroed f_hat, a sampler's choices),
+`download` what it reads (depth and tokens at the end, logits for a sampler) and `bind_copy` for
+the one buffer-to-buffer copy (step 0's code-vector tail). These are no-ops / np.copyto on onnxruntime.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ class DepthResult:
 
     depth: float32 (H, W) relative depth in [0, 1] at the input's size, 0 = near.
     timings: seconds per stage of the batch it ran in ("preprocess", "prefix", "step_k", "next_k",
-        "decoder", "postprocess", "total"); shared by all images of a batch.
+        "decoder", "postprocess", "total"); shared by all images of a batch. On TensorRT the graph
+        stages are launch times (the GPU runs asynchronously) and "download" holds the wait for
+        the GPU plus the copy of the results back.
     tokens: per scale, the chosen token indices (pn*pn,) int64.
     """
 
@@ -40,6 +48,7 @@ class _Plan:
     """Buffers and bound calls for one batch size."""
 
     def __init__(self, backend, m: dict, batch: int):
+        self.backend = backend
         cfg = m["model"]
         B, S = batch, m["image_size"]
         P = cfg["patch_nums"][-1]
@@ -68,7 +77,7 @@ class _Plan:
             last = f"step_{k}"
             if h_tail is not h:
                 last = f"tail_{k}"
-                self.calls.append((last, lambda src=h, dst=h_tail, n=n: np.copyto(dst, src[:, -n:])))
+                self.calls.append((last, backend.bind_copy(h_tail, h[:, -n:])))
             self.sample_after[last] = k  # a sampler replaces the greedy code vectors here
             f_in, f_out = self.f_hat[k % 2], self.f_hat[(k + 1) % 2]
             outs = {"f_hat_out": f_out}
@@ -84,17 +93,26 @@ class _Plan:
         self.tails = [s["logits_tail"] for s in steps]
 
     def run(self, timings: dict, sampler=None, codebook=None):
+        """Run the bound calls on `self.image`; afterwards `self.depth` and `self.tokens` hold the results."""
+        backend = self.backend
         self.f_hat[0][:] = 0  # step 0 adds to an empty latent (f_hat[0] also serves as a later output)
+        backend.upload(self.image, self.f_hat[0])
         for name, call in self.calls:
             t0 = time.perf_counter()
             call()
             k = self.sample_after.get(name) if sampler is not None else None
             if k is not None:
                 n = self.tails[k]
+                backend.download(self.logits[k])
                 idx, h = sampler(k, self.logits[k][:, -n:], codebook)
                 self.tokens[k][:, -n:] = idx
                 self.h_tail[k][:] = h
+                backend.upload(self.tokens[k], self.h_tail[k])
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+        t0 = time.perf_counter()
+        backend.download(self.depth, *self.tokens)
+        if backend.on_device:
+            timings["download"] = time.perf_counter() - t0
 
 
 class DepthRuntime:
@@ -103,13 +121,17 @@ class DepthRuntime:
     Args:
         bundle_dir: a folder written by `depthart export`.
         backend: "ort" (onnxruntime; CPU, CUDA or TensorRT execution providers) or "trt" (TensorRT engines
-            built with `depthart export --trt`). Defaults to "ort".
+            built with `depthart export --trt`, run natively with device-resident buffers; needs TensorRT,
+            polygraphy and an NVIDIA GPU). Defaults to "ort".
         device: for "ort", execution providers in order of preference, comma-separated: "cpu", "cuda",
-            "trt". Defaults to "cpu".
+            "trt". Defaults to "cpu". Ignored by "trt".
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
 
     One runtime serves one thread at a time: `predict` holds a lock, so sharing a runtime between
     threads is safe but serialised; for parallel work create one runtime per thread.
+
+    TensorRT engines have the batch size they were built with: smaller batches are padded to it
+    (with zero images) and larger ones run in several passes.
     """
 
     def __init__(self, bundle_dir, backend: str = "ort", device: str = "cpu", threads: int | None = None):
@@ -124,12 +146,14 @@ class DepthRuntime:
 
             self.backend = OrtBackend(self.bundle_dir, self.manifest, device=device, threads=threads)
         elif backend == "trt":
-            raise DepthartError("the native TensorRT loop of the runtime is not implemented yet; run the bundle on "
-                                "onnxruntime's TensorRT execution provider instead: --backend ort --device trt,cuda")
+            from .backends.trt import TrtBackend
+
+            self.backend = TrtBackend(self.bundle_dir, self.manifest)
         else:
             raise DepthartError(f"unknown backend {backend!r}; use ort or trt")
         self.image_size = self.manifest["image_size"]
         self.max_batch = self.manifest.get("batch", {}).get("max", 1)
+        self.fixed_batch = getattr(self.backend, "fixed_batch", None)  # TensorRT: the engines' batch size
         self._plans: dict[int, _Plan] = {}
         self._lock = threading.Lock()
 
@@ -145,13 +169,21 @@ class DepthRuntime:
         return self.predict_batch([image], sampler)[0]
 
     def predict_batch(self, images, sampler=None) -> list[DepthResult]:
-        """Depth for several images in one pass through the graphs (one batch)."""
+        """Depth for several images in one pass through the graphs (one batch; on TensorRT, passes of the
+        engines' batch size)."""
+        images = list(images)
+        if self.fixed_batch and len(images) > self.fixed_batch:
+            return [r for i in range(0, len(images), self.fixed_batch)
+                    for r in self.predict_batch(images[i:i + self.fixed_batch], sampler)]
         t_start = time.perf_counter()
         pil = [load_image(im) for im in images]
         with self._lock:
-            plan = self._plan(len(pil))
+            if len(pil) > self.max_batch:
+                raise DepthartError(f"batch {len(pil)} exceeds the bundle's limit ({self.max_batch})")
+            plan = self._plan(self.fixed_batch or len(pil))
             for i, im in enumerate(pil):
                 plan.image[i] = to_model_input(im, self.image_size)
+            plan.image[len(pil):] = 0  # padding up to the engines' batch size
             timings = {"preprocess": time.perf_counter() - t_start}
             plan.run(timings, sampler, self._codebook() if sampler is not None else None)
             t0 = time.perf_counter()

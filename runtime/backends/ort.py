@@ -30,6 +30,7 @@ class OrtBackend:
     """Sessions for a bundle's graphs on the requested execution providers."""
 
     name = "ort"
+    on_device = False  # the graphs read and write the runtime's host buffers directly
 
     def __init__(self, bundle_dir, manifest: dict, device: str = "cpu", threads: int | None = None):
         ort = _ort()
@@ -79,6 +80,16 @@ class OrtBackend:
             return keep
 
         return call
+
+    def upload(self, *arrays: np.ndarray) -> None:
+        """Nothing to do: onnxruntime reads the host buffers (the TensorRT backend copies them to the GPU)."""
+
+    def download(self, *arrays: np.ndarray) -> None:
+        """Nothing to do: onnxruntime writes the host buffers."""
+
+    def bind_copy(self, dst: np.ndarray, src: np.ndarray):
+        """A reusable `np.copyto(dst, src)` (a view of another bound buffer into a contiguous one)."""
+        return lambda: np.copyto(dst, src)
 
 
 def _check_contiguous(graph, name, arr):
