@@ -15,12 +15,13 @@ from .errors import DepthartError
 __all__ = ["PRESETS", "ModelConfig", "get_preset", "DepthartError", "load", "DepthART", "__version__"]
 
 
-def load(path_or_preset, device="cpu"):
-    """A DepthART model in eval mode from a checkpoint path or a preset name (random weights).
+def load(path_or_preset=None, device="cpu"):
+    """A DepthART model in eval mode: the trained default, a checkpoint, or a preset (random weights).
 
     Args:
-        path_or_preset: a `.safetensors` checkpoint written by depthart (`depthart import-var`,
-            training), or one of `depthart.PRESETS` for a randomly initialised model.
+        path_or_preset: None (or "default") for the `small` model trained in this repo and shipped
+            with it; a `.safetensors` checkpoint written by depthart (`depthart import-var`,
+            training); or one of `depthart.PRESETS` for a randomly initialised model.
         device: torch device. Defaults to "cpu".
     """
     from .checkpoint import load as _load

@@ -13,7 +13,7 @@ import warnings
 
 import torch
 
-from .config import PRESETS, ModelConfig
+from .config import DEFAULT_CHECKPOINT, PRESETS, ModelConfig
 from .errors import DepthartError
 from .fileio import atomic_path
 
@@ -35,11 +35,17 @@ def build_model(cfg: ModelConfig, device="cpu", empty: bool = False):
     return model
 
 
-def save_checkpoint(model, path, extra_metadata: dict | None = None) -> None:
-    """Write the model's weights and config to `path` (.safetensors), atomically."""
+def save_checkpoint(model, path, extra_metadata: dict | None = None, dtype=None) -> None:
+    """Write the model's weights and config to `path` (.safetensors), atomically.
+
+    dtype: e.g. torch.float16 to store floating-point tensors at half size (loading casts them
+    back to the model's float32 parameters).
+    """
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.cfg.to_json()}
     meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
     with atomic_path(path) as tmp:
@@ -78,8 +84,14 @@ def load_checkpoint(path, device="cpu"):
     return model.eval()
 
 
-def load(path_or_preset, device="cpu"):
-    """A model in eval mode: from a checkpoint path, or a preset name (random weights, with a warning)."""
+def load(path_or_preset=None, device="cpu"):
+    """A model in eval mode: from a checkpoint path, a preset name (random weights, with a warning),
+    or None / "default" for the trained default that ships with depthart."""
+    if path_or_preset is None or path_or_preset == "default":
+        if not os.path.isfile(DEFAULT_CHECKPOINT):
+            raise DepthartError(f"the trained default checkpoint is missing ({DEFAULT_CHECKPOINT}); reinstall "
+                                "depthart, or pass a checkpoint path or a preset name")
+        return load_checkpoint(DEFAULT_CHECKPOINT, device)
     p = os.fspath(path_or_preset)
     if os.path.isfile(p):
         return load_checkpoint(p, device)
@@ -91,7 +103,7 @@ def load(path_or_preset, device="cpu"):
     raise DepthartError(f"{p}: no such checkpoint file, and not a preset ({', '.join(PRESETS)})")
 
 
-def load_reporting(path_or_preset, device, report):
+def load_reporting(path_or_preset, device, report):  # path_or_preset None: the shipped default
     """`load`, with its warnings (e.g. a preset's random weights) passed to `report(message)` (the CLIs)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -15,7 +15,7 @@ import click
 
 from . import __version__
 from .calibration.cli import calibrate_cmd
-from .config import PRESETS
+from .config import DEFAULT_CHECKPOINT, PRESETS
 from .errors import DepthartError
 from .evaluation.cli import eval_cmd
 from .runtime.media import IMAGE_SUFFIXES
@@ -47,6 +47,16 @@ def _load_model(checkpoint, device="cpu"):
     from .checkpoint import load_reporting
 
     return load_reporting(checkpoint, device, lambda msg: click.echo(f"warning: {msg}", err=True))
+
+
+def _default_checkpoint(checkpoint):
+    """--checkpoint, or the trained default shipped with depthart when none is given."""
+    if checkpoint is not None:
+        return checkpoint
+    if not os.path.isfile(DEFAULT_CHECKPOINT):
+        _fail(f"no --checkpoint given and the trained default is missing ({DEFAULT_CHECKPOINT}); reinstall "
+              "depthart or pass --checkpoint model.safetensors (or a preset name for random weights)")
+    return DEFAULT_CHECKPOINT
 
 
 def _need_torch():
@@ -128,8 +138,8 @@ def _unique_stems(paths: list[str]) -> list[str]:
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
               help="Folder for <stem>.npy (float32), <stem>.png (16-bit) and <stem>_color.png.")
-@click.option("-c", "--checkpoint", envvar="DEPTHART_CHECKPOINT", required=True, metavar="PATH|PRESET",
-              help="A depthart checkpoint (.safetensors), or a preset name "
+@click.option("-c", "--checkpoint", envvar="DEPTHART_CHECKPOINT", default=None, metavar="PATH|PRESET",
+              help="Default: the trained model shipped with depthart. A depthart checkpoint (.safetensors), or a preset name "
                    f"({', '.join(PRESETS)}) for random weights. Env: DEPTHART_CHECKPOINT.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
 @click.option("--sampler", type=click.Choice(["greedy", "topk", "mean"]), default="greedy", show_default=True,
@@ -159,7 +169,7 @@ def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, n
     if device.startswith("cuda") and not torch.cuda.is_available():
         _fail(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     try:
-        model = _load_model(checkpoint, device)
+        model = _load_model(_default_checkpoint(checkpoint), device)
     except DepthartError as e:
         _fail(str(e))
 
@@ -186,8 +196,8 @@ def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, n
 
 
 @main.command("export")
-@click.option("-c", "--checkpoint", envvar="DEPTHART_CHECKPOINT", required=True, metavar="PATH|PRESET",
-              help="A depthart checkpoint (.safetensors), or a preset name for random weights. "
+@click.option("-c", "--checkpoint", envvar="DEPTHART_CHECKPOINT", default=None, metavar="PATH|PRESET",
+              help="Default: the trained model shipped with depthart. A depthart checkpoint (.safetensors), or a preset name for random weights. "
                    "Env: DEPTHART_CHECKPOINT.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="The bundle folder to write.")
 @click.option("--trt", is_flag=True, help="Also build TensorRT engines (needs TensorRT and an NVIDIA GPU).")
@@ -229,6 +239,7 @@ def export_cmd(checkpoint, output, trt, precision, calib_images, num_calib, cali
 
     if os.path.exists(output) and not force:
         _fail(f"{output} exists; pass --force to replace it")
+    checkpoint = _default_checkpoint(checkpoint)
     try:
         model = _load_model(checkpoint)
         sha = file_sha256(checkpoint) if os.path.isfile(checkpoint) else None
@@ -497,7 +508,6 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
         atomic_write_bytes(json_out, (json.dumps(data, indent=2) + "\n").encode())
 
 
-DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(__file__), "assets", "default.safetensors")
 
 
 @main.command("demo")
@@ -524,11 +534,7 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite):
     from .runtime.bench import format_table, machine_info, run_interleaved, summarize
     from .runtime.media import write_side_by_side
 
-    if checkpoint is None:
-        if not os.path.isfile(DEFAULT_CHECKPOINT):
-            _fail("no trained default checkpoint ships with this version yet; run the demo with a checkpoint, "
-                  "e.g. --checkpoint model.safetensors, or --checkpoint small (random weights: pipeline only)")
-        checkpoint = DEFAULT_CHECKPOINT
+    checkpoint = _default_checkpoint(checkpoint)
     if os.path.exists(output_dir):
         if not overwrite:
             _fail(f"{output_dir} exists; pass --overwrite to replace it")

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 
 ATTN_VARIANTS = ("l2norm", "plain")
+# the trained `small` model that ships with depthart (docs/experiments.md, scripts/train_default.sh)
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(__file__), "assets", "default.safetensors")
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,15 @@ PRESETS: dict[str, ModelConfig] = {
         depth=2, width=128, heads=2, patch_nums=(1, 2, 4), vocab_size=64, cvae=8,
         vae_ch=32, vae_ch_mult=(1, 1, 2), share_quant_resi=4,
     ),
-    # the model trained on CPU in this repo: 128 px, 7 scales, 179 tokens per pyramid
+    # the model trained on CPU in this repo (the shipped default): 64 px, 6 scales, 130 tokens per
+    # pyramid; sized so that VQ-VAE + DepthART + the VAR baseline train in about two hours on 2 cores
     "small": ModelConfig(
+        depth=4, width=256, heads=4, patch_nums=(1, 2, 3, 4, 6, 8), vocab_size=512, cvae=16,
+        vae_ch=32, vae_ch_mult=(1, 2, 2, 4), vae_num_res_blocks=1,
+    ),
+    # the former `small` (128 px, 7 scales, 179 tokens; 17.1 M + 17.5 M parameters): the size the
+    # CPU speed and precision figures in docs/benchmarks.md and docs/precision.md were measured at
+    "small128": ModelConfig(
         depth=6, width=384, heads=6, patch_nums=(1, 2, 3, 4, 5, 6, 8), vocab_size=1024, cvae=16,
         vae_ch=64, vae_ch_mult=(1, 1, 2, 2, 4),
     ),

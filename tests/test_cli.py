@@ -64,10 +64,21 @@ def test_predict_with_a_preset_warns_about_random_weights(sample_photo, tmp_path
 def test_predict_user_errors_have_no_traceback(sample_photo, tmp_path):
     r = run("predict", sample_photo, "-o", tmp_path, "-c", tmp_path / "none.safetensors")
     assert r.exit_code == 1 and "no such checkpoint" in r.output and "Traceback" not in r.output
-    r = run("predict", sample_photo, "-o", tmp_path)
-    assert r.exit_code == 2 and "--checkpoint" in r.output
     r = run("predict", tmp_path, "-o", tmp_path / "o", "-c", "tiny")  # an empty folder
     assert r.exit_code == 1 and "no input images" in r.output
+
+
+def test_predict_without_checkpoint_uses_the_shipped_default(sample_photo, tmp_path):
+    from depthart.checkpoint import read_config
+    from depthart.config import DEFAULT_CHECKPOINT, get_preset
+
+    assert read_config(DEFAULT_CHECKPOINT) == get_preset("small")
+    r = run("predict", sample_photo, "-o", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "random weights" not in r.output
+    depth = np.load(tmp_path / "coffee.npy")
+    assert depth.shape == (267, 400) and depth.dtype == np.float32
+    assert depth.std() > 0.02  # a trained model's map has structure, not one value
 
 
 def test_import_var_command(tiny_model, tmp_path):

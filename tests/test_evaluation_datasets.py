@@ -292,3 +292,18 @@ def test_open_dataset_errors(tmp_path):
     with pytest.raises(DatasetError, match="--split-file is only used by kitti, scannet, tum"):
         open_dataset("diode", tmp_path, split_file="x.txt")
     assert set(DATASETS) == {"nyu", "kitti", "eth3d", "diode", "scannet", "ibims", "tum", "middlebury"}
+
+
+def test_procedural_held_out_set_needs_no_root_and_uses_held_out_seeds():
+    from depthart.data import HELD_OUT_SEED_OFFSET, generate_scene
+
+    ds = open_dataset("procedural")
+    assert len(ds) == 200 and ds.ids[0] == f"procedural_{HELD_OUT_SEED_OFFSET}"
+    s = ds.load(1)
+    ref = generate_scene(HELD_OUT_SEED_OFFSET + 1, 128)
+    assert s.image.shape == (128, 128, 3) and s.depth.dtype == np.float32
+    np.testing.assert_array_equal(s.image, ref.rgb)
+    np.testing.assert_array_equal(s.valid, ref.valid)
+    np.testing.assert_allclose(s.depth[s.valid], ref.depth[ref.valid])
+    with pytest.raises(DatasetError, match="drop --root"):
+        open_dataset("procedural", root="/tmp")

@@ -232,7 +232,7 @@ def test_cli_trains_resumes_and_writes_a_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("data,message", [
     ("hypersim:{tmp}/missing", "is not a folder"),
-    ("hypersim:{tmp}", "not implemented yet"),
+    ("hypersim:{tmp}", "split CSV not found"),
     ("imagenet", "unknown data source"),
     ("synthetic:zero", "synthetic:N"),
 ])

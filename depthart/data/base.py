@@ -14,7 +14,7 @@ raise IndexError past the end, so plain `for sample in ds` works for them.
 
 Sources: `depthart.data.procedural.ProceduralDataset` (the generator), `FromLoader` (wraps the
 benchmark loaders of `depthart.evaluation`, or anything with `__len__` and `load(i)` returning an
-object with `id`, `image`, `depth` and `valid`), and later the Hypersim loader. The torch side
+object with `id`, `image`, `depth` and `valid`), and `depthart.data.hypersim.HypersimDataset`. The torch side
 (`depthart.data.torch_data`) takes any of them.
 """
 

@@ -43,7 +43,7 @@ def _load_model(checkpoint, device):
 
 @click.command("eval")
 @click.option("-d", "--dataset", required=True, type=click.Choice(list(DATASETS)),
-              help="Benchmark. middlebury (scikit-image's Motorcycle pair) needs no --root.")
+              help="Benchmark. middlebury (scikit-image's Motorcycle pair) and procedural (200 held-out generated scenes) need no --root.")
 @click.option("--root", type=click.Path(file_okay=False), default=None,
               help="The dataset folder (layouts: docs/evaluation.md).")
 @click.option("--split-file", type=click.Path(dir_okay=False), default=None,
@@ -88,7 +88,12 @@ def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protoc
         if save_predictions:
             raise click.UsageError("--save-predictions runs a model; it cannot be used with --predictions")
     elif not checkpoint:
-        raise click.UsageError("pass --checkpoint (a checkpoint file or preset name) or --predictions DIR")
+        from ..config import DEFAULT_CHECKPOINT
+
+        if not os.path.isfile(DEFAULT_CHECKPOINT):
+            raise click.UsageError("pass --checkpoint (a checkpoint file or preset name) or --predictions DIR "
+                                   f"(the trained default {DEFAULT_CHECKPOINT} is missing)")
+        checkpoint = DEFAULT_CHECKPOINT
     existing = [f for f in OUTPUT_FILES if os.path.exists(os.path.join(output_dir, f))]
     pred_out = os.path.join(output_dir, "predictions")
     if save_predictions and os.path.isdir(pred_out) and os.listdir(pred_out):

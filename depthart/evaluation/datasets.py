@@ -432,7 +432,36 @@ class Middlebury(Dataset):
                              path)
 
 
-DATASETS = {cls.name: cls for cls in (NYUv2, KITTI, ETH3D, DIODE, ScanNet, IBims1, TUMRGBD, Middlebury)}
+# ---------------------------------------------------------------- procedural held-out scenes
+class Procedural(Dataset):
+    """The held-out procedural test set: scenes `HELD_OUT_SEED_OFFSET + i` (seeds training never
+    uses), rendered at 128x128 with exact planar depth; sky is invalid. Generated on the fly, so
+    it needs no --root; `--limit N` takes the first N of the 200.
+    """
+
+    name = "procedural"
+    expected_count = 200
+    SIZE = 128
+    layout = "nothing: the scenes are generated (depthart.data.procedural)"
+
+    def __init__(self, root=None):
+        if root is not None:
+            raise DatasetError("procedural: the held-out scenes are generated; drop --root")
+        self.root = "(generated)"
+        from ..data import HELD_OUT_SEED_OFFSET
+
+        self.seed0 = HELD_OUT_SEED_OFFSET
+        self.ids = [f"procedural_{self.seed0 + i}" for i in range(self.expected_count)]
+
+    def load(self, index):
+        from ..data import generate_scene
+
+        s = generate_scene(self.seed0 + index, self.SIZE)
+        return Sample(self.ids[index], s.rgb, s.depth.astype(np.float32), s.valid)
+
+
+DATASETS = {cls.name: cls for cls in (NYUv2, KITTI, ETH3D, DIODE, ScanNet, IBims1, TUMRGBD, Middlebury, Procedural)}
+NO_ROOT = ("middlebury", "procedural")
 USES_SPLIT_FILE = ("kitti", "scannet", "tum")
 
 
@@ -441,7 +470,7 @@ def open_dataset(name: str, root=None, split_file=None) -> Dataset:
 
     Args:
         name: dataset name.
-        root: the dataset folder; optional only for middlebury.
+        root: the dataset folder; none for middlebury (optional) and procedural (generated).
         split_file: a list file for kitti, scannet and tum (see the module table).
 
     Raises:
@@ -452,7 +481,7 @@ def open_dataset(name: str, root=None, split_file=None) -> Dataset:
     cls = DATASETS[name]
     if split_file is not None and name not in USES_SPLIT_FILE:
         raise DatasetError(f"{name}: --split-file is only used by {', '.join(USES_SPLIT_FILE)}")
-    if root is None and name != "middlebury":
+    if root is None and name not in NO_ROOT:
         raise DatasetError(f"{name}: pass --root, the folder with {cls.layout}")
     dataset = cls(root, split_file=split_file) if name in USES_SPLIT_FILE else cls(root)
     seen = set()

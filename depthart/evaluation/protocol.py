@@ -82,6 +82,7 @@ _SETTINGS = {
     ("marigold", "ibims"): _marigold("ibims", (1e-2, 50.0), published=False),
     ("marigold", "tum"): _marigold("tum", (1e-2, 10.0), published=False),
     ("marigold", "middlebury"): _marigold("middlebury", (1e-3, 10.0), published=False),
+    ("marigold", "procedural"): _marigold("procedural", (1e-3, 200.0), published=False),
     ("depthart", "nyu"): _depthart("nyu", (1e-8, 10.0), border=8),
     ("depthart", "eth3d"): _depthart("eth3d", (1e-4, 72.0)),
     ("depthart", "tum"): _depthart("tum", (1e-2, 10.0)),
@@ -90,6 +91,7 @@ _SETTINGS = {
     ("depthart", "diode"): _depthart("diode", (0.6, 350.0), published=False),
     ("depthart", "scannet"): _depthart("scannet", (1e-3, 10.0), published=False),
     ("depthart", "middlebury"): _depthart("middlebury", (1e-3, 10.0), published=False),
+    ("depthart", "procedural"): _depthart("procedural", (1e-3, 200.0), published=False),
 }
 
 

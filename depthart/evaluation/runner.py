@@ -168,7 +168,7 @@ def summarize(results: list[SampleResult], *, dataset: Dataset, settings: Settin
     s = dataclasses.asdict(settings)
     return {
         "dataset": dataset.name,
-        "root": os.path.abspath(dataset.root),
+        "root": os.path.abspath(dataset.root) if os.path.isdir(dataset.root) else dataset.root,
         "samples": len(results),
         "samples_in_dataset": len(dataset),
         "limit": limit,

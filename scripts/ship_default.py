@@ -1,0 +1,50 @@
+"""Pick the better of a train_default.sh run's two models and write it, fp16, as the shipped default.
+
+    python scripts/ship_default.py RUN_ROOT
+
+Reads RUN_ROOT/eval_{depthart,var}/summary.json (held-out procedural scenes, median scale), keeps the
+model with the lower AbsRel, stores its weights in fp16 (safetensors, the config in the metadata) at
+depthart/assets/default.safetensors, and checks that the fp16 copy predicts what the fp32 one does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import torch
+
+from depthart.checkpoint import load_checkpoint, save_checkpoint
+from depthart.config import DEFAULT_CHECKPOINT
+
+LIMIT_MB = 25.0
+
+
+def main(root: str) -> None:
+    scores = {}
+    for method in ("depthart", "var"):
+        with open(os.path.join(root, f"eval_{method}", "summary.json")) as f:
+            scores[method] = json.load(f)["metrics"]
+    best = min(scores, key=lambda m: scores[m]["abs_rel"])
+    src = os.path.join(root, best, "model.safetensors")
+    model = load_checkpoint(src)
+    os.makedirs(os.path.dirname(DEFAULT_CHECKPOINT), exist_ok=True)
+    meta = {"method": best, "source": os.path.relpath(src),
+            "procedural_abs_rel": f"{scores[best]['abs_rel']:.4f}", "procedural_delta1": f"{scores[best]['delta1']:.4f}"}
+    save_checkpoint(model, DEFAULT_CHECKPOINT, extra_metadata=meta, dtype=torch.float16)
+    size_mb = os.path.getsize(DEFAULT_CHECKPOINT) / 2**20
+    if size_mb > LIMIT_MB:
+        sys.exit(f"{DEFAULT_CHECKPOINT} is {size_mb:.1f} MB, over the {LIMIT_MB} MB limit")
+    half = load_checkpoint(DEFAULT_CHECKPOINT)
+    img = torch.rand(4, 3, model.cfg.image_size, model.cfg.image_size) * 2 - 1
+    with torch.no_grad():
+        a, b = model.predict_normalized(img), half.predict_normalized(img)
+    print(f"shipped {best} (AbsRel {scores[best]['abs_rel']:.4f}, delta1 {scores[best]['delta1']:.4f}; "
+          f"other: {', '.join(f'{m} {s['abs_rel']:.4f}' for m, s in scores.items() if m != best)}) "
+          f"-> {DEFAULT_CHECKPOINT}, {size_mb:.1f} MB; fp16 vs fp32 depth max abs diff "
+          f"{(a - b).abs().max().item():.2e}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "runs/default")
