@@ -6,26 +6,35 @@
 #   3. both on the 200 held-out procedural scenes (median-scale AbsRel / delta1) and Middlebury,
 #   4. the better one, in fp16, becomes depthart/assets/default.safetensors.
 # docs/experiments.md has the measured times and numbers (2-core VM: about 2 hours).
-# Usage: bash scripts/train_default.sh [RUN_ROOT]   (env: VAE_STEPS, STEPS, BATCH, LR)
+# Usage: bash scripts/train_default.sh [RUN_ROOT]   (env: VAE2_STEPS, STEPS, BATCH, LR)
 set -euo pipefail
 ROOT=${1:-runs/default}
-VAE_STEPS=${VAE_STEPS:-600}
+VAE2_STEPS=${VAE2_STEPS:-300}
 STEPS=${STEPS:-600}
 BATCH=${BATCH:-16}
 LR=${LR:-5e-4}
 mkdir -p "$ROOT"
 
-if [ ! -f "$ROOT/vae/model.safetensors" ] || ! grep -q "\"step\": $VAE_STEPS," "$ROOT/vae/metrics.jsonl" 2>/dev/null; then
-  resume=(); [ -f "$ROOT/vae/train_state.pt" ] && resume=(--resume)
-  depthart train-vqvae --preset small --data synthetic -o "$ROOT/vae" --steps "$VAE_STEPS" --batch-size "$BATCH" \
-    --lr 5e-4 --lr-step 400 --lr-gamma 0.5 --save-every 100 --workers 1 --seed 0 "${resume[@]}"
+done_run() { [ -f "$1/metrics.jsonl" ] && grep -q "\"step\": $2," "$1/metrics.jsonl"; }
+resume_flag() { [ -f "$1/train_state.pt" ] && echo --resume || true; }
+
+# VQ-VAE, phase 1: images and depth maps weighted alike (lr 5e-4)
+if ! done_run "$ROOT/vae1" 400; then
+  depthart train-vqvae --preset small --data synthetic -o "$ROOT/vae1" --steps 400 --batch-size "$BATCH" \
+    --lr 5e-4 --lr-step 400 --lr-gamma 0.5 --save-every 100 --workers 1 --seed 0 $(resume_flag "$ROOT/vae1")
+fi
+# phase 2: depth maps weighted 4x (their reconstruction bounds the depth model; the images only
+# condition it), lr 2.5e-4 halved after 200 steps
+if ! done_run "$ROOT/vae" "$VAE2_STEPS"; then
+  depthart train-vqvae --init "$ROOT/vae1/model.safetensors" --data synthetic -o "$ROOT/vae" --steps "$VAE2_STEPS" \
+    --batch-size "$BATCH" --lr 2.5e-4 --lr-step 200 --lr-gamma 0.5 --depth-weight 4 --save-every 100 --workers 1 \
+    --seed 1 $(resume_flag "$ROOT/vae")
 fi
 
 for method in depthart var; do
-  resume=(); [ -f "$ROOT/$method/train_state.pt" ] && resume=(--resume)
   OMP_NUM_THREADS=1 depthart train --init "$ROOT/vae/model.safetensors" --method "$method" --data synthetic \
     -o "$ROOT/$method" --steps "$STEPS" --batch-size "$BATCH" --lr "$LR" --lr-step 400 --lr-gamma 0.5 \
-    --save-every 100 --seed 0 "${resume[@]}" > "$ROOT/$method.log" 2>&1 &
+    --save-every 100 --seed 0 $(resume_flag "$ROOT/$method") > "$ROOT/$method.log" 2>&1 &
 done
 wait
 

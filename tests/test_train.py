@@ -197,6 +197,24 @@ def test_vqvae_trainer_reduces_reconstruction_loss(tmp_path, batch):
     assert revived > 0  # 64 codes, tiny batch: unused codes were re-initialised
 
 
+def test_vqvae_sample_weights_scale_each_samples_reconstruction(model, batch):
+    from depthart.train.vqvae_train import vqvae_loss
+
+    x = torch.cat([batch["image"], batch["depth"]])
+    n = len(batch["image"])
+    torch.manual_seed(0)
+    _, plain, _ = vqvae_loss(model.vae, x)
+    _, ones, _ = vqvae_loss(model.vae, x, sample_weight=torch.ones(2 * n))
+    assert ones["rec"] == pytest.approx(plain["rec"], rel=1e-5)
+    # weight 0 on the depth maps (weights normalised to mean 1): the images' mean loss alone
+    _, images, _ = vqvae_loss(model.vae, x, sample_weight=torch.cat([torch.ones(n), torch.zeros(n)]))
+    with torch.no_grad():
+        f_hat = model.vae.quantize.tokenize(model.vae.encode(batch["image"]))[1][-1]
+        out = model.vae.decoder(model.vae.post_quant_conv(f_hat))  # the loss's unclamped decoder
+    assert images["rec"] == pytest.approx((out - batch["image"]).abs().mean().item(), rel=1e-4)
+    assert images["rec"] != pytest.approx(plain["rec"], rel=1e-3)
+
+
 def test_dead_codes_are_reinitialised_from_residuals():
     from depthart.train.vqvae_train import CodeUsage
 

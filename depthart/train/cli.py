@@ -139,6 +139,8 @@ def train_cmd(method, **kw):
     click.option("--beta", type=float, default=None, help="Commitment weight (default 0.25, VAR)."),
     click.option("--dead-after", type=click.IntRange(min=0), default=None,
                  help="Re-initialise codes unused for N steps from batch residuals; 0 = never (default 100)."),
+    click.option("--depth-weight", type=click.FloatRange(min=0), default=None,
+                 help="Weight of the depth maps' reconstruction loss vs the images' (default 1)."),
 ])
 def train_vqvae_cmd(**kw):
     """Train the multi-scale VQ-VAE on RGB images and depth maps (for models with no VAR VQ-VAE).

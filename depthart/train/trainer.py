@@ -81,12 +81,15 @@ class TrainConfig:
     recon: str = "l1"  # l1 | mse
     beta: float = 0.25
     dead_after: int = 100  # re-init codes unused for this many steps; 0 = never
+    depth_weight: float = 1.0  # weight of the depth maps' reconstruction loss relative to the images'
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
         problems = []
         if self.method not in METHODS:
             problems.append(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.depth_weight < 0:
+            problems.append("depth_weight must be >= 0")
         if self.recon not in ("l1", "mse"):
             problems.append(f"recon must be l1 or mse, got {self.recon!r}")
         for name in ("steps", "batch_size", "save_every", "log_every", "lr_step"):
@@ -250,7 +253,8 @@ class Trainer:
             else:
                 # the VQ-VAE codes both pyramids the transformer sees: RGB images and depth maps
                 x = torch.cat([batch["image"], batch["depth"]])
-                loss, metrics, aux = vqvae_loss(self.model.vae, x, cfg.recon, cfg.beta)
+                w = torch.cat([torch.ones(len(batch["image"])), torch.full((len(batch["depth"]),), cfg.depth_weight)])
+                loss, metrics, aux = vqvae_loss(self.model.vae, x, cfg.recon, cfg.beta, sample_weight=w.to(x.device))
         if not torch.isfinite(loss):
             raise DepthartError(f"step {self.step + 1}: the loss is {loss.item()}; lower --lr or check the data")
         loss.backward()

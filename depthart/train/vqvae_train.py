@@ -24,8 +24,12 @@ from ..resize import resize
 BETA = 0.25  # VAR's commitment weight
 
 
-def vqvae_loss(vae, x_B3HW: torch.Tensor, recon: str = "l1", beta: float = BETA):
-    """Returns (loss, metrics, aux): aux = {"hits": (V,) code counts, "residuals": (N, cvae) vectors}."""
+def vqvae_loss(vae, x_B3HW: torch.Tensor, recon: str = "l1", beta: float = BETA, sample_weight=None):
+    """Returns (loss, metrics, aux): aux = {"hits": (V,) code counts, "residuals": (N, cvae) vectors}.
+
+    sample_weight: optional (B,) weights of each sample's reconstruction loss (normalised to mean 1),
+    e.g. to favour the depth maps, whose reconstruction bounds the depth model's accuracy.
+    """
     q = vae.quantize
     f = vae.encode(x_B3HW)
     f_ng = f.detach()
@@ -45,7 +49,12 @@ def vqvae_loss(vae, x_B3HW: torch.Tensor, recon: str = "l1", beta: float = BETA)
     vq = vq / K
     f_st = f + (f_hat - f).detach()  # straight-through: values of f_hat, gradients to the encoder
     out = vae.decoder(vae.post_quant_conv(f_st))
-    rec = F.l1_loss(out, x_B3HW) if recon == "l1" else F.mse_loss(out, x_B3HW)
+    err = (out - x_B3HW).abs() if recon == "l1" else (out - x_B3HW) ** 2
+    if sample_weight is None:
+        rec = err.mean()
+    else:
+        w = sample_weight.to(err.dtype) / sample_weight.float().mean()
+        rec = (err.mean(dim=(1, 2, 3)) * w).mean()
     loss = rec + vq
     used = (hits > 0).float().mean().item()
     metrics = {"loss": loss.item(), "rec": rec.item(), "vq": vq.item(), "code_usage": used}
