@@ -30,7 +30,7 @@ def main(root: str) -> None:
     src = os.path.join(root, best, "model.safetensors")
     model = load_checkpoint(src)
     os.makedirs(os.path.dirname(DEFAULT_CHECKPOINT), exist_ok=True)
-    meta = {"method": best, "source": os.path.relpath(src),
+    meta = {"method": best, "source": os.path.basename(os.path.dirname(src)) + "/model.safetensors",
             "procedural_abs_rel": f"{scores[best]['abs_rel']:.4f}", "procedural_delta1": f"{scores[best]['delta1']:.4f}"}
     save_checkpoint(model, DEFAULT_CHECKPOINT, extra_metadata=meta, dtype=torch.float16)
     size_mb = os.path.getsize(DEFAULT_CHECKPOINT) / 2**20
@@ -40,8 +40,9 @@ def main(root: str) -> None:
     img = torch.rand(4, 3, model.cfg.image_size, model.cfg.image_size) * 2 - 1
     with torch.no_grad():
         a, b = model.predict_normalized(img), half.predict_normalized(img)
+    others = ", ".join(f"{m} {s['abs_rel']:.4f}" for m, s in scores.items() if m != best)
     print(f"shipped {best} (AbsRel {scores[best]['abs_rel']:.4f}, delta1 {scores[best]['delta1']:.4f}; "
-          f"other: {', '.join(f'{m} {s['abs_rel']:.4f}' for m, s in scores.items() if m != best)}) "
+          f"other: {others}) "
           f"-> {DEFAULT_CHECKPOINT}, {size_mb:.1f} MB; fp16 vs fp32 depth max abs diff "
           f"{(a - b).abs().max().item():.2e}")
 
