@@ -291,7 +291,7 @@ def test_open_dataset_errors(tmp_path):
         open_dataset("diode", tmp_path / "nope")
     with pytest.raises(DatasetError, match="--split-file is only used by kitti, scannet, tum"):
         open_dataset("diode", tmp_path, split_file="x.txt")
-    assert set(DATASETS) == {"nyu", "kitti", "eth3d", "diode", "scannet", "ibims", "tum", "middlebury"}
+    assert set(DATASETS) == {"nyu", "kitti", "eth3d", "diode", "scannet", "ibims", "tum", "middlebury", "procedural"}
 
 
 def test_procedural_held_out_set_needs_no_root_and_uses_held_out_seeds():
