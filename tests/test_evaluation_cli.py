@@ -127,8 +127,10 @@ def test_limit_report_and_incomplete_dataset_warning(tmp_path, tiny_checkpoint):
 
 
 def test_errors_are_one_line_and_say_what_to_do(tmp_path, tiny_checkpoint):
-    r = run(["-d", "middlebury", "-o", tmp_path / "o"])
-    assert r.exit_code == 2 and "pass --checkpoint" in r.output
+    r = run(["-d", "middlebury", "-o", tmp_path / "default"])  # no --checkpoint: the shipped default
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "default" / "summary.json").read_text())
+    assert summary["checkpoint"].endswith("default.safetensors") and summary["samples"] == 1
     r = run(["-d", "middlebury", "-c", "tiny", "--predictions", tmp_path, "-o", tmp_path / "o"])
     assert r.exit_code == 2 and "not both" in r.output
     r = run(["-d", "nyu", "--root", tmp_path / "nyu", "-c", "tiny", "-o", tmp_path / "o"])

@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from depthart.cli import main
+from depthart.config import get_preset
 from depthart.export.bundle import export_bundle, parity_image
 from depthart.export.compare import check_parity
 from depthart.export.loop import ort_runner, run_loop, steps, torch_runner
@@ -124,7 +125,7 @@ def test_export_refuses_to_overwrite_and_cleans_up_after_failure(tiny_bundle, tm
 def test_small_preset_exports_with_parity(small_bundle):
     m = read_manifest(small_bundle["dir"])
     assert m["parity"]["passed"], m["parity"]["failures"]
-    assert len(m["steps"]) == 7 and m["parity"]["depth_max_abs"] <= 1e-4
+    assert len(m["steps"]) == len(get_preset("small").patch_nums) and m["parity"]["depth_max_abs"] <= 1e-4
 
 
 def test_large_graphs_use_external_data_transparently(tmp_path, monkeypatch, tiny_bundle):
