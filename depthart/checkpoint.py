@@ -13,7 +13,7 @@ import warnings
 
 import torch
 
-from .config import DEFAULT_CHECKPOINT, PRESETS, ModelConfig
+from .config import PRESETS, ModelConfig, default_checkpoint
 from .errors import DepthartError
 from .fileio import atomic_path
 
@@ -88,10 +88,7 @@ def load(path_or_preset=None, device="cpu"):
     """A model in eval mode: from a checkpoint path, a preset name (random weights, with a warning),
     or None / "default" for the trained default that ships with depthart."""
     if path_or_preset is None or path_or_preset == "default":
-        if not os.path.isfile(DEFAULT_CHECKPOINT):
-            raise DepthartError(f"the trained default checkpoint is missing ({DEFAULT_CHECKPOINT}); reinstall "
-                                "depthart, or pass a checkpoint path or a preset name")
-        return load_checkpoint(DEFAULT_CHECKPOINT, device)
+        return load_checkpoint(default_checkpoint(), device)
     p = os.fspath(path_or_preset)
     if os.path.isfile(p):
         return load_checkpoint(p, device)

@@ -15,7 +15,7 @@ import click
 
 from . import __version__
 from .calibration.cli import calibrate_cmd
-from .config import DEFAULT_CHECKPOINT, PRESETS
+from .config import DEFAULT_CHECKPOINT, PRESETS, default_checkpoint  # noqa: F401 (DEFAULT_CHECKPOINT: public name)
 from .errors import DepthartError
 from .evaluation.cli import eval_cmd
 from .runtime.media import IMAGE_SUFFIXES
@@ -53,10 +53,10 @@ def _default_checkpoint(checkpoint):
     """--checkpoint, or the trained default shipped with depthart when none is given."""
     if checkpoint is not None:
         return checkpoint
-    if not os.path.isfile(DEFAULT_CHECKPOINT):
-        _fail(f"no --checkpoint given and the trained default is missing ({DEFAULT_CHECKPOINT}); reinstall "
-              "depthart or pass --checkpoint model.safetensors (or a preset name for random weights)")
-    return DEFAULT_CHECKPOINT
+    try:
+        return default_checkpoint()
+    except DepthartError as e:
+        _fail(str(e))
 
 
 def _need_torch():

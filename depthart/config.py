@@ -17,6 +17,16 @@ ATTN_VARIANTS = ("l2norm", "plain")
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(__file__), "assets", "default.safetensors")
 
 
+def default_checkpoint() -> str:
+    """The path of the shipped default; DepthartError if this install lacks it."""
+    if not os.path.isfile(DEFAULT_CHECKPOINT):
+        from .errors import DepthartError
+
+        raise DepthartError(f"the trained default checkpoint is missing ({DEFAULT_CHECKPOINT}); reinstall depthart, "
+                            "or pass --checkpoint model.safetensors (or a preset name for random weights)")
+    return DEFAULT_CHECKPOINT
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of a DepthART model: the VAR transformer plus its multi-scale VQ-VAE.

@@ -88,12 +88,12 @@ def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protoc
         if save_predictions:
             raise click.UsageError("--save-predictions runs a model; it cannot be used with --predictions")
     elif not checkpoint:
-        from ..config import DEFAULT_CHECKPOINT
+        from ..config import default_checkpoint
 
-        if not os.path.isfile(DEFAULT_CHECKPOINT):
-            raise click.UsageError("pass --checkpoint (a checkpoint file or preset name) or --predictions DIR "
-                                   f"(the trained default {DEFAULT_CHECKPOINT} is missing)")
-        checkpoint = DEFAULT_CHECKPOINT
+        try:
+            checkpoint = default_checkpoint()
+        except DepthartError as e:
+            raise click.UsageError(f"{e}; or score saved predictions with --predictions DIR") from None
     existing = [f for f in OUTPUT_FILES if os.path.exists(os.path.join(output_dir, f))]
     pred_out = os.path.join(output_dir, "predictions")
     if save_predictions and os.path.isdir(pred_out) and os.listdir(pred_out):
