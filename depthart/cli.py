@@ -142,8 +142,9 @@ def _unique_stems(paths: list[str]) -> list[str]:
               help="Default: the trained model shipped with depthart. A depthart checkpoint (.safetensors), or a preset name "
                    f"({', '.join(PRESETS)}) for random weights. Env: DEPTHART_CHECKPOINT.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
-@click.option("--sampler", type=click.Choice(["greedy", "topk", "mean"]), default="greedy", show_default=True,
-              help="Token choice per scale: argmax; top-k/top-p sampling; the release's mean of N samples.")
+@click.option("--sampler", type=click.Choice(["greedy", "expect", "topk", "mean"]), default="greedy", show_default=True,
+              help="Token choice per scale: argmax; the expected code vector under the predicted distribution; "
+                   "top-k/top-p sampling; the release's mean of N samples.")
 @click.option("--top-k", type=int, default=None, help="For topk/mean: keep the k most likely tokens (mean: 900; 0 = off).")
 @click.option("--top-p", type=float, default=None, help="For topk/mean: nucleus mass (mean: 0.9; 0 = off).")
 @click.option("--num-samples", default=5, show_default=True, help="For mean.")

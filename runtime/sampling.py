@@ -1,4 +1,5 @@
-"""Token selection in numpy, mirroring depthart.sampling (greedy, top-k / top-p, mean of N samples).
+"""Token selection in numpy, mirroring depthart.sampling (greedy, expected code vector, top-k / top-p,
+mean of N samples).
 
 A sampler is called as `sampler(k, logits_BlV, codebook_VC) -> (idx_Bl, h_BlC)`. Greedy needs no
 sampler (the step graph's argmax is used). Randomness comes from `numpy.random.Generator(seed)`:
@@ -28,6 +29,17 @@ def filter_top_k_top_p(logits: np.ndarray, top_k: int = 0, top_p: float = 0.0) -
         np.put_along_axis(drop, order, drop_sorted, -1)
         out[drop] = -np.inf
     return out
+
+
+class Expected:
+    """sum_v softmax(logits)_v codebook_v enters f_hat; indices are the argmax (depthart.sampling.Expected)."""
+
+    def __call__(self, k, logits_BlV, codebook_VC):
+        z = np.asarray(logits_BlV, dtype=np.float64)
+        p = np.exp(z - z.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        h = (p @ np.asarray(codebook_VC, dtype=np.float64)).astype(codebook_VC.dtype)
+        return z.argmax(-1).astype(np.int64), h
 
 
 class TopKTopP:
@@ -66,8 +78,10 @@ def make_sampler(name: str = "greedy", *, top_k: int | None = None, top_p: float
     """None for greedy (in-graph argmax), else a numpy sampler."""
     if name == "greedy":
         return None
+    if name == "expect":
+        return Expected()
     if name == "topk":
         return TopKTopP(top_k or 0, top_p or 0.0, seed)
     if name == "mean":
         return MeanOfSamples(num_samples, 900 if top_k is None else top_k, 0.9 if top_p is None else top_p, seed)
-    raise ValueError(f"unknown sampler {name!r}; choose greedy, topk or mean")
+    raise ValueError(f"unknown sampler {name!r}; choose greedy, expect, topk or mean")

@@ -1,9 +1,10 @@
 """Held-out procedural AbsRel / delta1 (median scale) of every saved checkpoint of a run, as a CSV.
 
-    python scripts/eval_checkpoints.py RUN_DIR OUT.csv [N_SCENES]
+    python scripts/eval_checkpoints.py RUN_DIR OUT.csv [N_SCENES] [KIND]
 
-Reads RUN_DIR/ckpt/step_*.safetensors (copies of each checkpoint the trainer wrote) and scores each
-on the first N_SCENES (default 50) held-out procedural scenes with `depthart eval`'s own protocol code.
+Reads RUN_DIR/ckpt/KIND_*.safetensors (KIND step, the default, or ema: the copies `depthart train
+--keep-checkpoints` keeps) and scores each on the first N_SCENES (default 50) held-out procedural scenes
+with `depthart eval`'s own protocol code.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from depthart.metrics import mean_metrics
 from depthart.fileio import atomic_write_bytes
 
 
-def main(run_dir, out_csv, n=50):
+def main(run_dir, out_csv, n=50, kind="step"):
     ds = open_dataset("procedural")
     settings = get_settings("depthart", "procedural")
     rows = ["step,abs_rel,delta1"]
-    paths = sorted(glob.glob(os.path.join(run_dir, "ckpt", "step_*.safetensors")),
-                   key=lambda p: int(re.search(r"step_(\d+)", p).group(1)))
+    paths = sorted(glob.glob(os.path.join(run_dir, "ckpt", f"{kind}_*.safetensors")),
+                   key=lambda p: int(re.search(r"_(\d+)\.safetensors$", p).group(1)))
     for p in paths:
-        step = int(re.search(r"step_(\d+)", p).group(1))
+        step = int(re.search(r"_(\d+)\.safetensors$", p).group(1))
         model = load_checkpoint(p)
         results = list(iter_results(ds, settings, ModelPredictor(model), range(int(n))))
         m = mean_metrics([r.metrics for r in results])

@@ -1,9 +1,9 @@
 """Pick the better of a train_default.sh run's two models and write it, fp16, as the shipped default.
 
-    python scripts/ship_default.py RUN_ROOT
+    python scripts/ship_default.py RUN_ROOT [STAGE]
 
-Reads RUN_ROOT/eval_{depthart,var}/summary.json (held-out procedural scenes, median scale), keeps the
-model with the lower AbsRel, stores its weights in fp16 (safetensors, the config in the metadata) at
+Reads RUN_ROOT/eval_{depthart,var}{STAGE}/summary.json (held-out procedural scenes, median scale), keeps
+the model with the lower AbsRel (the checkpoint file that summary scored), stores its weights in fp16 (safetensors, the config in the metadata) at
 depthart/assets/default.safetensors, and checks that the fp16 copy predicts what the fp32 one does.
 """
 
@@ -21,16 +21,17 @@ from depthart.config import DEFAULT_CHECKPOINT
 LIMIT_MB = 25.0
 
 
-def main(root: str) -> None:
-    scores = {}
+def main(root: str, stage: str = "") -> None:
+    scores, sources = {}, {}
     for method in ("depthart", "var"):
-        with open(os.path.join(root, f"eval_{method}", "summary.json")) as f:
-            scores[method] = json.load(f)["metrics"]
+        with open(os.path.join(root, f"eval_{method}{stage}", "summary.json")) as f:
+            summary = json.load(f)
+        scores[method], sources[method] = summary["metrics"], summary["checkpoint"]
     best = min(scores, key=lambda m: scores[m]["abs_rel"])
-    src = os.path.join(root, best, "model.safetensors")
+    src = sources[best]
     model = load_checkpoint(src)
     os.makedirs(os.path.dirname(DEFAULT_CHECKPOINT), exist_ok=True)
-    meta = {"method": best, "source": os.path.basename(os.path.dirname(src)) + "/model.safetensors",
+    meta = {"method": best, "source": os.path.join(os.path.basename(os.path.dirname(src)), os.path.basename(src)),
             "procedural_abs_rel": f"{scores[best]['abs_rel']:.4f}", "procedural_delta1": f"{scores[best]['delta1']:.4f}"}
     save_checkpoint(model, DEFAULT_CHECKPOINT, extra_metadata=meta, dtype=torch.float16)
     size_mb = os.path.getsize(DEFAULT_CHECKPOINT) / 2**20
@@ -48,4 +49,4 @@ def main(root: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/default")
+    main(*(sys.argv[1:] or ["runs/default"]))

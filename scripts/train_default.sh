@@ -3,14 +3,17 @@
 #   1. the `small` VQ-VAE on procedural scenes (RGB + depth),
 #   2. the transformer twice from the same VQ-VAE, same seed, steps and batch:
 #      DepthART (self-refinement) and VAR teacher forcing, side by side (one thread each),
-#   3. both on the 200 held-out procedural scenes (median-scale AbsRel / delta1) and Middlebury,
-#   4. the better one, in fp16, becomes depthart/assets/default.safetensors.
-# docs/experiments.md has the measured times and numbers (2-core VM: about 2 hours).
-# Usage: bash scripts/train_default.sh [RUN_ROOT]   (env: VAE2_STEPS, STEPS, BATCH, LR)
+#   3. both continued from their weights on scenes they have not seen (synthetic@FIRST), lr restarted at
+#      the first stage's last value, EMA weights kept,
+#   4. both stages on the 200 held-out procedural scenes (median-scale AbsRel / delta1) and Middlebury,
+#   5. the better stage-2 model (EMA weights), in fp16, becomes depthart/assets/default.safetensors.
+# docs/experiments.md has the measured times and numbers (2-core VM: about 4 hours).
+# Usage: bash scripts/train_default.sh [RUN_ROOT]   (env: VAE2_STEPS, STEPS, STEPS2, BATCH, LR)
 set -euo pipefail
 ROOT=${1:-runs/default}
 VAE2_STEPS=${VAE2_STEPS:-300}
 STEPS=${STEPS:-600}
+STEPS2=${STEPS2:-1800}
 BATCH=${BATCH:-16}
 LR=${LR:-5e-4}
 mkdir -p "$ROOT"
@@ -32,14 +35,30 @@ if ! done_run "$ROOT/vae" "$VAE2_STEPS"; then
 fi
 
 for method in depthart var; do
+  done_run "$ROOT/$method" "$STEPS" && continue
   OMP_NUM_THREADS=1 depthart train --init "$ROOT/vae/model.safetensors" --method "$method" --data synthetic \
     -o "$ROOT/$method" --steps "$STEPS" --batch-size "$BATCH" --lr "$LR" --lr-step 400 --lr-gamma 0.5 \
-    --save-every 100 --seed 0 $(resume_flag "$ROOT/$method") > "$ROOT/$method.log" 2>&1 &
+    --save-every 100 --keep-checkpoints --seed 0 $(resume_flag "$ROOT/$method") > "$ROOT/$method.log" 2>&1 &
+done
+wait
+
+# stage 2: from stage 1's weights, fresh optimizer, the next scenes of the stream, lr 2.5e-4 halved
+# every 600 steps, EMA 0.998 (stage 1's checkpoints swing between evaluations)
+for method in depthart var; do
+  if ! done_run "$ROOT/${method}2" "$STEPS2"; then
+    OMP_NUM_THREADS=1 depthart train --init "$ROOT/$method/model.safetensors" --method "$method" \
+      --data "synthetic@$((STEPS * BATCH))" -o "$ROOT/${method}2" --steps "$STEPS2" --batch-size "$BATCH" --lr 2.5e-4 \
+      --lr-step 600 --lr-gamma 0.5 --ema 0.998 --save-every 100 --keep-checkpoints --seed 0 $(resume_flag "$ROOT/${method}2") \
+      > "$ROOT/${method}2.log" 2>&1 &
+  fi
 done
 wait
 
 for method in depthart var; do
-  depthart eval -d procedural --protocol depthart -c "$ROOT/$method/model.safetensors" -o "$ROOT/eval_$method" --overwrite
-  depthart eval -d middlebury --protocol depthart -c "$ROOT/$method/model.safetensors" -o "$ROOT/eval_mb_$method" --overwrite
+  for ckpt in "$method/model.safetensors" "${method}2/model_ema.safetensors"; do
+    tag=$(dirname "$ckpt")
+    depthart eval -d procedural --protocol depthart -c "$ROOT/$ckpt" -o "$ROOT/eval_$tag" --overwrite
+    depthart eval -d middlebury --protocol depthart -c "$ROOT/$ckpt" -o "$ROOT/eval_mb_$tag" --overwrite
+  done
 done
-python scripts/ship_default.py "$ROOT"
+python scripts/ship_default.py "$ROOT" 2

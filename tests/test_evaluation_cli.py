@@ -95,6 +95,18 @@ def test_depthart_protocol_saves_256_predictions_and_rescoring_keeps_the_protoco
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["metrics"] == summary["metrics"]
     r = run(["-d", "middlebury", "--predictions", out / "predictions", "--protocol", "marigold", "-o", tmp_path / "c"])
     assert r.exit_code == 1 and "made for protocol 'depthart', not 'marigold'" in r.output
+    assert summary["sampler"] == "greedy"
+    # the expected-code-vector sampler scores other predictions, and says so; saved ones cannot be re-sampled
+    r = run(["-d", "middlebury", "-c", tiny_checkpoint, "--protocol", "depthart", "--sampler", "expect", "-o",
+             tmp_path / "e", "--save-predictions"])
+    assert r.exit_code == 0, r.output
+    expect = json.loads((tmp_path / "e" / "summary.json").read_text())
+    assert expect["sampler"] == "expect" and expect["metrics"] != summary["metrics"]
+    assert "sampler expect" in r.stdout
+    r = run(["-d", "middlebury", "--predictions", tmp_path / "e" / "predictions", "-o", tmp_path / "f"])
+    assert json.loads((tmp_path / "f" / "summary.json").read_text())["sampler"] == "expect"
+    r = run(["-d", "middlebury", "--predictions", out / "predictions", "--sampler", "expect", "-o", tmp_path / "g"])
+    assert r.exit_code == 2 and "--sampler runs a model" in r.output
 
 
 def write_scannet(root, n, zero_depth_frame=None):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from depthart.model import DepthART, KVCache
-from depthart.sampling import Greedy, MeanOfSamples, TopKTopP, filter_top_k_top_p
+from depthart.sampling import Expected, Greedy, MeanOfSamples, TopKTopP, filter_top_k_top_p
 
 
 def cached_logits(model, img, tokens):
@@ -126,6 +126,14 @@ def test_samplers_are_seeded_and_respect_filters(tiny_model):
     top2 = codebook[logits.topk(2, -1).indices]  # (2,5,2,8)
     lo, hi = top2.min(2).values, top2.max(2).values
     assert ((h >= lo - 1e-6) & (h <= hi + 1e-6)).all()
+    # the expected code vector: the probability-weighted mean of the codebook; argmax indices
+    idx, h = Expected()(0, logits, codebook)
+    assert torch.equal(idx, logits.argmax(-1))
+    torch.testing.assert_close(h, torch.einsum("blv,vc->blc", logits.softmax(-1), codebook))
+    sharp = Expected()(0, logits * 1e4, codebook)[1]
+    torch.testing.assert_close(sharp, codebook[idx])  # a confident model: greedy
+    flat = Expected()(0, torch.zeros(1, 1, 64), codebook)[1]
+    torch.testing.assert_close(flat[0, 0], codebook.mean(0))
     # the same seed gives the same depth map through the whole model
     img = torch.rand(1, 3, 16, 16) * 2 - 1
     a = tiny_model.predict_normalized(img, MeanOfSamples(seed=5, top_k=10))

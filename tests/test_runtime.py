@@ -10,7 +10,7 @@ import pytest
 
 from depthart.errors import DepthartError
 from depthart.runtime import DepthRuntime
-from depthart.runtime.sampling import TopKTopP, filter_top_k_top_p
+from depthart.runtime.sampling import Expected, TopKTopP, filter_top_k_top_p
 
 
 def assert_matches_model(rt, model, image):
@@ -130,6 +130,16 @@ def test_native_tensorrt_loop_says_what_to_use_instead(tiny_bundle, monkeypatch)
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # as where TensorRT is absent, even if it is installed
     with pytest.raises(DepthartError, match="--backend ort --device trt"):
         DepthRuntime(tiny_bundle["dir"], backend="trt")
+
+
+def test_expected_code_vector_sampler_matches_pytorch(tiny_bundle, sample_photo):
+    from depthart.sampling import Expected as TorchExpected
+
+    rt = DepthRuntime(tiny_bundle["dir"])
+    res = rt.predict(sample_photo, Expected())
+    ref = tiny_bundle["model"].predict(sample_photo, TorchExpected())
+    np.testing.assert_allclose(res.depth, ref, atol=1e-4, rtol=0)
+    assert np.abs(res.depth - rt.predict(sample_photo).depth).max() > 1e-3  # not the greedy path
 
 
 def test_numpy_sampling_is_seeded_and_filtered(tiny_bundle, sample_photo):

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -233,10 +234,15 @@ def test_cli_trains_resumes_and_writes_a_checkpoint(tmp_path):
     from depthart.train.cli import train_cmd
 
     out = tmp_path / "run"
-    args = ["--preset", "tiny", "--data", "synthetic", "--steps", "3", "--batch-size", "2", "-o", str(out)]
+    args = ["--preset", "tiny", "--data", "synthetic", "--steps", "3", "--batch-size", "2", "-o", str(out),
+            "--save-every", "2", "--keep-checkpoints", "--ema", "0.9"]
     r = CliRunner().invoke(train_cmd, args)
     assert r.exit_code == 0, r.output
     assert "step 3/3" in r.output and (out / STATE_FILE).is_file()
+    kept = sorted(p.name for p in (out / "ckpt").iterdir())
+    assert kept == ["ema_2.safetensors", "ema_3.safetensors", "step_2.safetensors", "step_3.safetensors"]
+    assert (out / "ckpt" / "step_3.safetensors").read_bytes() == (out / MODEL_FILE).read_bytes()
+    assert (out / "ckpt" / "step_2.safetensors").read_bytes() != (out / MODEL_FILE).read_bytes()
     model = depthart.load(str(out / MODEL_FILE))
     assert model.cfg == get_preset("tiny")
     r = CliRunner().invoke(train_cmd, args)  # the folder holds a run: refuse without --resume
@@ -246,6 +252,7 @@ def test_cli_trains_resumes_and_writes_a_checkpoint(tmp_path):
     assert "step 4/4" in r.output
     rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
     assert rows[-1]["step"] == 4 and rows[-1]["samples"] == 8
+    assert (out / "ckpt" / "ema_4.safetensors").is_file()  # --keep-checkpoints came from config.json
 
 
 @pytest.mark.parametrize("data,message", [
@@ -253,6 +260,8 @@ def test_cli_trains_resumes_and_writes_a_checkpoint(tmp_path):
     ("hypersim:{tmp}", "split CSV not found"),
     ("imagenet", "unknown data source"),
     ("synthetic:zero", "synthetic:N"),
+    ("synthetic@x", "synthetic@FIRST"),
+    ("synthetic@1000000000", "held-out"),
 ])
 def test_cli_rejects_bad_data_before_training(tmp_path, data, message):
     from depthart.train.cli import train_cmd
@@ -261,6 +270,15 @@ def test_cli_rejects_bad_data_before_training(tmp_path, data, message):
                                        "-o", str(tmp_path / "run")])
     assert r.exit_code == 1 and message in r.output, r.output
     assert not (tmp_path / "run" / STATE_FILE).exists()
+
+
+def test_synthetic_from_a_first_scene():
+    from depthart.train.data import open_source
+
+    src = open_source("synthetic@7", 32)
+    assert src.length is None and src.seed_offset == 7
+    np.testing.assert_array_equal(src[0]["depth"], ProceduralDataset(seed_offset=0, size=32)[7]["depth"])
+    assert len(open_source("synthetic@7:5", 32)) == 5
 
 
 def test_cli_needs_a_model(tmp_path):

@@ -66,10 +66,12 @@ def _load_model(checkpoint, device):
 @click.option("--report-samples", type=click.IntRange(min=1), default=4, show_default=True,
               help="Samples in each of the worst and best lists.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--sampler", type=click.Choice(["greedy", "expect"]), default="greedy", show_default=True,
+              help="Token choice per scale (as depthart predict): argmax, or the expected code vector.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs in OUTPUT_DIR.")
 @click.pass_context
 def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protocol, alignment, limit, output_dir,
-             save_predictions, report, report_samples, device, overwrite):
+             save_predictions, report, report_samples, device, sampler, overwrite):
     """Evaluate depth predictions on a benchmark (zero-shot, affine-invariant).
 
     \b
@@ -87,6 +89,9 @@ def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protoc
         checkpoint = None
         if save_predictions:
             raise click.UsageError("--save-predictions runs a model; it cannot be used with --predictions")
+        if sampler != "greedy":
+            raise click.UsageError("--sampler runs a model; saved --predictions were made already (their manifest "
+                                   "says with which sampler)")
     elif not checkpoint:
         from ..config import default_checkpoint
 
@@ -108,17 +113,21 @@ def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protoc
             protocol = protocol or predictor.manifest.get("protocol") or "marigold"
             m = predictor.manifest
             source = {"checkpoint": m.get("checkpoint"), "checkpoint_hash": m.get("checkpoint_hash"),
-                      "predictions": os.path.abspath(predictions_dir)}
+                      "sampler": m.get("sampler"), "predictions": os.path.abspath(predictions_dir)}
         else:
             protocol = protocol or "marigold"
-            source = {"checkpoint": checkpoint, "checkpoint_hash": checkpoint_hash(checkpoint), "predictions": None}
+            source = {"checkpoint": checkpoint, "checkpoint_hash": checkpoint_hash(checkpoint), "sampler": sampler,
+                      "predictions": None}
         settings = get_settings(protocol, dataset, "default" if alignment is None else
                                 (None if alignment == "none" else alignment))
         n = len(ds) if limit is None else min(limit, len(ds))
         if predictions_dir:
             predictor.check(ds.ids[:n], dataset, protocol)
         else:
-            predictor = ModelPredictor(_load_model(checkpoint, device))
+            model = _load_model(checkpoint, device)
+            from ..sampling import make_sampler
+
+            predictor = ModelPredictor(model, make_sampler(sampler))
     except DepthartError as e:
         _fail(str(e))
     if ds.expected_count and len(ds) != ds.expected_count:

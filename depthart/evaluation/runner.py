@@ -55,13 +55,14 @@ class SampleResult:
 
 # ---------------------------------------------------------------- predictors
 class ModelPredictor:
-    """Predictions from a depthart model: `model.predict(image)` at the prepared image's size."""
+    """Predictions from a depthart model: `model.predict(image, sampler)` at the prepared image's size
+    (a `depthart.sampling` sampler; None = greedy)."""
 
-    def __init__(self, model):
-        self.model = model
+    def __init__(self, model, sampler=None):
+        self.model, self.sampler = model, sampler
 
     def __call__(self, prepared: Prepared) -> np.ndarray:
-        return self.model.predict(prepared.image)
+        return self.model.predict(prepared.image, self.sampler)
 
 
 class FilePredictor:
@@ -161,7 +162,7 @@ def summarize(results: list[SampleResult], *, dataset: Dataset, settings: Settin
         results: per-sample results.
         dataset: the loader (name, root, size).
         settings: the protocol settings used.
-        source: where predictions came from: {"checkpoint", "checkpoint_hash", "predictions"}.
+        source: where predictions came from: {"checkpoint", "checkpoint_hash", "sampler", "predictions"}.
         limit: the --limit used, if any.
     """
     means = mean_metrics([r.metrics for r in results])
@@ -222,6 +223,8 @@ def _source_line(summary: dict) -> str:
     ckpt, digest = summary.get("checkpoint"), summary.get("checkpoint_hash")
     made_by = "unknown checkpoint" if ckpt is None else (
         f"preset {ckpt}" if digest == ckpt else f"{ckpt} (sha256 {str(digest)[:12]}...)")
+    if summary.get("sampler") not in (None, "greedy"):
+        made_by += f", sampler {summary['sampler']}"
     if summary.get("predictions"):
         return f"predictions: {summary['predictions']}, made by {made_by}"
     return f"checkpoint: {made_by}"

@@ -21,7 +21,8 @@ COMMON = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                  help="A JSON file of TrainConfig fields; command-line options override it."),
     click.option("--data", default=None,
-                 help="synthetic (procedural scenes, endless), synthetic:N, or hypersim:PATH "
+                 help="synthetic (procedural scenes, endless), synthetic:N (the first N), synthetic@FIRST (from scene FIRST "
+                      "on), or hypersim:PATH "
                       "(Hypersim's layout, official train split; hypersim:PATH:val for another split)."),
     click.option("--init", default=None, type=click.Path(dir_okay=False), help="Start from this depthart checkpoint."),
     click.option("--resume", is_flag=True,
@@ -36,6 +37,9 @@ COMMON = [
     click.option("--ema", type=float, default=None, help="EMA decay, e.g. 0.999; 0 = off (default)."),
     click.option("--save-every", type=click.IntRange(min=1), default=None,
                  help="Checkpoint every N steps (default 1000)."),
+    click.option("--keep-checkpoints", is_flag=True, default=None,
+                 help="Also keep each checkpoint's weights as OUT_DIR/ckpt/step_N.safetensors (and ema_N with --ema), "
+                      "for learning curves (scripts/eval_checkpoints.py)."),
     click.option("--log-every", type=click.IntRange(min=1), default=None, help="Log every N steps (default 10)."),
     click.option("--seed", type=int, default=None, help="Seed of the run (default 0)."),
     click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None,

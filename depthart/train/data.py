@@ -2,6 +2,8 @@
 
     synthetic          the procedural generator, endless, seeds from 0 (below the held-out offset)
     synthetic:N        the first N procedural scenes, finite (epochs, shuffled by the run's seed)
+    synthetic@FIRST    endless from scene FIRST on (synthetic@FIRST:N: N scenes from FIRST), e.g. to
+                       continue a run from its weights (--init) on scenes it has not seen
     hypersim:PATH      Hypersim's on-disk layout (`depthart.data.HypersimDataset`): the public frames
                        of the official split CSV's "train" split, at native resolution (the loader
                        resizes to the model's), finite (epochs, shuffled by the run's seed)
@@ -10,15 +12,23 @@
 
 from __future__ import annotations
 
-from ..data import DataError, DepthDataset, HypersimDataset, ProceduralDataset
+from ..data import HELD_OUT_SEED_OFFSET, DataError, DepthDataset, HypersimDataset, ProceduralDataset
 from ..data.hypersim import SPLITS as HYPERSIM_SPLITS
 
 
 def open_source(spec: str, image_size: int) -> DepthDataset:
     """The depth dataset a `--data` spec names. Raises DataError for a bad spec or folder."""
     kind, _, arg = str(spec).partition(":")
-    if kind == "synthetic":
-        length = None
+    if kind.partition("@")[0] == "synthetic":
+        first, length = 0, None
+        if "@" in kind:
+            try:
+                first = int(kind.partition("@")[2])
+            except ValueError:
+                raise DataError(f"--data {spec}: expected synthetic@FIRST with FIRST a scene number, e.g. synthetic@9600") from None
+            if not 0 <= first < HELD_OUT_SEED_OFFSET:
+                raise DataError(f"--data {spec}: FIRST must be in [0, {HELD_OUT_SEED_OFFSET}) (the held-out test scenes "
+                                "start there)")
         if arg:
             try:
                 length = int(arg)
@@ -26,7 +36,7 @@ def open_source(spec: str, image_size: int) -> DepthDataset:
                 raise DataError(f"--data {spec}: expected synthetic or synthetic:N (a number of scenes)") from None
             if length <= 0:
                 raise DataError(f"--data {spec}: the number of scenes must be > 0")
-        return ProceduralDataset(seed_offset=0, length=length, size=image_size)
+        return ProceduralDataset(seed_offset=first, length=length, size=image_size)
     if kind == "hypersim":
         path, split = arg, "train"
         head, _, tail = arg.rpartition(":")
@@ -38,7 +48,7 @@ def open_source(spec: str, image_size: int) -> DepthDataset:
             return HypersimDataset(path, split=split)  # native resolution: make_loader resizes
         except DataError as e:
             raise DataError(f"--data {spec}: {e}") from None
-    raise DataError(f"--data {spec}: unknown data source {kind!r}; use synthetic, synthetic:N, hypersim:PATH or "
+    raise DataError(f"--data {spec}: unknown data source {kind!r}; use synthetic, synthetic:N, synthetic@FIRST, hypersim:PATH or "
                     "hypersim:PATH:SPLIT")
 
 

@@ -34,6 +34,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from .vqvae_train import CodeUsage, vqvae_loss
 
 METHODS = ("depthart", "var", "vqvae")
 MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "model_ema.safetensors", "train_state.pt"
+KEEP_DIR = "ckpt"  # --keep-checkpoints: ckpt/step_N.safetensors (and ckpt/ema_N.safetensors with --ema)
 CONFIG_FILE, METRICS_FILE = "config.json", "metrics.jsonl"
 
 
@@ -72,6 +74,7 @@ class TrainConfig:
     ema: float = 0.0  # EMA decay (e.g. 0.999); 0 = off
     rec_loss: bool = False  # depthart: the release's Gumbel soft last scale + 10 x latent MSE
     save_every: int = 1000
+    keep_checkpoints: bool = False  # also keep a copy of each checkpoint's weights in ckpt/ (curves)
     log_every: int = 10
     seed: int = 0
     num_workers: int = 0
@@ -377,6 +380,12 @@ class Trainer:
         if self.ema is not None:
             with self._ema_weights():
                 save_checkpoint(self.model, os.path.join(out, EMA_FILE), dict(meta, ema=self.cfg.ema))
+        if self.cfg.keep_checkpoints:
+            os.makedirs(os.path.join(out, KEEP_DIR), exist_ok=True)
+            for name, tag in ((MODEL_FILE, "step"), (EMA_FILE, "ema")):
+                if os.path.isfile(os.path.join(out, name)) and (tag == "step" or self.ema is not None):
+                    with atomic_path(os.path.join(out, KEEP_DIR, f"{tag}_{self.step}.safetensors")) as tmp:
+                        shutil.copyfile(os.path.join(out, name), tmp)
         state = {
             "step": self.step,
             "samples": self.step * self.cfg.batch_size,  # per process
