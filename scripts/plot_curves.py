@@ -3,8 +3,10 @@
     python scripts/plot_curves.py RUN_ROOT OUT.png
 
 Left panel: the training cross-entropy (metrics.jsonl, smoothed over 50 steps) of RUN_ROOT/depthart
-and RUN_ROOT/var. Right panel: held-out procedural AbsRel (median scale) per saved checkpoint, from
-RUN_ROOT/curve_<method>.csv (step,abs_rel,delta1; written by scripts/eval_checkpoints.py).
+and RUN_ROOT/var, followed by their stage-2 continuations RUN_ROOT/depthart2 and RUN_ROOT/var2 where
+present (steps counted from the start of stage 1). Right panel: held-out procedural AbsRel (median
+scale) per saved checkpoint, from RUN_ROOT/curve_<method>.csv (stage 1) and curve_<method>2.csv
+(stage 2; step,abs_rel,delta1; written by scripts/eval_checkpoints.py).
 Note: the two CE curves measure different things (dynamic targets after the model's own
 predictions vs ground-truth tokens); the held-out panel is the comparable one.
 """
@@ -22,8 +24,15 @@ COLORS = {"depthart": (214, 39, 40), "var": (31, 119, 180)}
 W, H, PAD = 520, 360, 56
 
 
-def _series_ce(path, smooth=50):
-    pts = [(r["step"], r["ce"]) for r in map(json.loads, open(path)) if "ce" in r]
+def _last_step(path) -> int:
+    rows = [json.loads(line) for line in open(path)] if os.path.isfile(path) else []
+    return rows[-1]["step"] if rows else 0
+
+
+def _series_ce(path, smooth=50, offset=0):
+    if not os.path.isfile(path):
+        return []
+    pts = [(r["step"] + offset, r["ce"]) for r in map(json.loads, open(path)) if "ce" in r]
     out = []
     for i in range(len(pts)):
         window = [c for s, c in pts if pts[i][0] - smooth < s <= pts[i][0]]
@@ -31,11 +40,11 @@ def _series_ce(path, smooth=50):
     return out
 
 
-def _series_eval(path):
+def _series_eval(path, offset=0):
     if not os.path.isfile(path):
         return []
     with open(path) as f:
-        return [(int(r["step"]), float(r["abs_rel"])) for r in csv.DictReader(f)]
+        return [(int(r["step"]) + offset, float(r["abs_rel"])) for r in csv.DictReader(f)]
 
 
 def _panel(series: dict, title: str, ylabel: str) -> Image.Image:
@@ -68,8 +77,13 @@ def _panel(series: dict, title: str, ylabel: str) -> Image.Image:
 
 
 def main(root, out):
-    ce = {m: _series_ce(os.path.join(root, m, "metrics.jsonl")) for m in COLORS}
-    ev = {m: _series_eval(os.path.join(root, f"curve_{m}.csv")) for m in COLORS}
+    ce, ev = {}, {}
+    for m in COLORS:
+        stage1 = os.path.join(root, m, "metrics.jsonl")
+        off = _last_step(stage1)
+        ce[m] = _series_ce(stage1) + _series_ce(os.path.join(root, f"{m}2", "metrics.jsonl"), offset=off)
+        ev[m] = _series_eval(os.path.join(root, f"curve_{m}.csv")) + _series_eval(
+            os.path.join(root, f"curve_{m}2.csv"), offset=off)
     canvas = Image.new("RGB", (2 * W, H), "white")
     canvas.paste(_panel(ce, "training cross-entropy", "smoothed"), (0, 0))
     canvas.paste(_panel(ev, "held-out procedural AbsRel", "median scale"), (W, 0))
