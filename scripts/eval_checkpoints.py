@@ -22,14 +22,23 @@ from depthart.metrics import mean_metrics
 from depthart.fileio import atomic_write_bytes
 
 
+def _step(path: str) -> int:
+    return int(re.search(r"_(\d+)\.safetensors$", path).group(1))
+
+
 def main(run_dir, out_csv, n=50, kind="step"):
+    if kind not in ("step", "ema"):
+        sys.exit(f"KIND must be step or ema, not {kind!r}")
     ds = open_dataset("procedural")
     settings = get_settings("depthart", "procedural")
     rows = ["step,abs_rel,delta1"]
     paths = sorted(glob.glob(os.path.join(run_dir, "ckpt", f"{kind}_*.safetensors")),
-                   key=lambda p: int(re.search(r"_(\d+)\.safetensors$", p).group(1)))
+                   key=_step)
+    if not paths:
+        sys.exit(f"no {kind}_N.safetensors in {os.path.join(run_dir, 'ckpt')}: train with --keep-checkpoints"
+                 + (" and --ema" if kind == "ema" else ""))
     for p in paths:
-        step = int(re.search(r"_(\d+)\.safetensors$", p).group(1))
+        step = _step(p)
         model = load_checkpoint(p)
         results = list(iter_results(ds, settings, ModelPredictor(model), range(int(n))))
         m = mean_metrics([r.metrics for r in results])

@@ -3,9 +3,9 @@
     python scripts/plot_predictions.py OUT.png CKPT[=LABEL] [CKPT[=LABEL] ...] [--scenes N] [--sampler greedy|expect]
 
 Rows: the first N held-out procedural scenes (seeds 1e9..; RGB, ground truth, then each model) and
-three real photos shipped with scikit-image (no ground truth). Every map is drawn the same way as
-`python -m depthart.data.preview`: inverse depth stretched over its own 2nd..98th percentiles, near
-warm, far cool, invalid (sky) black, so the maps compare by ordering and shape, not by scale.
+three real photos shipped with scikit-image (no ground truth). Every map is drawn the same way:
+depth stretched over its own 2nd..98th percentiles, near warm, far cool, invalid (sky) black, so the
+maps compare by ordering and shape, not by scale.
 A label on top of each column.
 """
 
@@ -18,9 +18,8 @@ from PIL import Image, ImageDraw
 
 from depthart.checkpoint import load_checkpoint
 from depthart.data import HELD_OUT_SEED_OFFSET, generate_scene
-from depthart.data.preview import depth_color
 from depthart.fileio import atomic_write_bytes
-from depthart.outputs import png_bytes
+from depthart.outputs import colorize, png_bytes
 from depthart.preprocess import resize_depth
 from depthart.sampling import make_sampler
 
@@ -35,7 +34,8 @@ def _tile(rgb_or_none) -> np.ndarray:
 
 
 def _depth_tile(depth, valid) -> np.ndarray:
-    return _tile(depth_color(np.maximum(depth, 1e-3), valid))
+    lo, hi = np.percentile(depth[valid], [2, 98]) if valid.any() else (0.0, 1.0)
+    return _tile(colorize(np.where(valid, np.clip(depth, lo, hi), np.nan), lo, hi))
 
 
 def main(argv=None) -> None:

@@ -17,6 +17,7 @@ import torch
 
 from depthart.checkpoint import load_checkpoint, save_checkpoint
 from depthart.config import DEFAULT_CHECKPOINT
+from depthart.evaluation.runner import checkpoint_hash
 
 LIMIT_MB = 25.0
 
@@ -26,7 +27,12 @@ def main(root: str, stage: str = "") -> None:
     for method in ("depthart", "var"):
         with open(os.path.join(root, f"eval_{method}{stage}", "summary.json")) as f:
             summary = json.load(f)
-        scores[method], sources[method] = summary["metrics"], summary["checkpoint"]
+        src = summary["checkpoint"]
+        if summary.get("sampler") not in (None, "greedy"):
+            sys.exit(f"{method}: scored with --sampler {summary['sampler']}; the default model predicts greedily")
+        if not os.path.isfile(src) or checkpoint_hash(src) != summary["checkpoint_hash"]:
+            sys.exit(f"{method}: {src}, which the evaluation scored, is missing or has changed since; evaluate again")
+        scores[method], sources[method] = summary["metrics"], src
     best = min(scores, key=lambda m: scores[m]["abs_rel"])
     src = sources[best]
     model = load_checkpoint(src)

@@ -41,18 +41,30 @@ for method in depthart var; do
     --save-every 100 --keep-checkpoints --seed 0 $(resume_flag "$ROOT/$method") > "$ROOT/$method.log" 2>&1 &
 done
 wait
-
-# stage 2: from stage 1's weights, fresh optimizer, the next scenes of the stream, lr 2.5e-4 halved
-# every 600 steps, EMA 0.998 (stage 1's checkpoints swing between evaluations)
 for method in depthart var; do
+  done_run "$ROOT/$method" "$STEPS" || { echo "stage 1 $method did not finish: see $ROOT/$method.log" >&2; exit 1; }
+done
+
+# stage 2: from stage 1's weights, fresh optimizer, the next scenes of the stream, lr restarted at
+# stage 1's last value and halved every 600 steps, EMA 0.998 (stage 1's checkpoints swing between
+# evaluations)
+LR2=$(python -c "print($LR * 0.5 ** ($STEPS // 400))")
+for method in depthart var; do
+  if [ -f "$ROOT/${method}2/config.json" ] && [ "$ROOT/$method/model.safetensors" -nt "$ROOT/${method}2/config.json" ]; then
+    echo "$ROOT/${method}2 started from older stage-1 weights (stage 1 ran on); move it away to redo stage 2" >&2
+    exit 1
+  fi
   if ! done_run "$ROOT/${method}2" "$STEPS2"; then
     OMP_NUM_THREADS=1 depthart train --init "$ROOT/$method/model.safetensors" --method "$method" \
-      --data "synthetic@$((STEPS * BATCH))" -o "$ROOT/${method}2" --steps "$STEPS2" --batch-size "$BATCH" --lr 2.5e-4 \
+      --data "synthetic@$((STEPS * BATCH))" -o "$ROOT/${method}2" --steps "$STEPS2" --batch-size "$BATCH" --lr "$LR2" \
       --lr-step 600 --lr-gamma 0.5 --ema 0.998 --save-every 100 --keep-checkpoints --seed 0 $(resume_flag "$ROOT/${method}2") \
       > "$ROOT/${method}2.log" 2>&1 &
   fi
 done
 wait
+for method in depthart var; do
+  done_run "$ROOT/${method}2" "$STEPS2" || { echo "stage 2 $method did not finish: see $ROOT/${method}2.log" >&2; exit 1; }
+done
 
 for method in depthart var; do
   for ckpt in "$method/model.safetensors" "${method}2/model_ema.safetensors"; do

@@ -104,9 +104,11 @@ def test_depthart_protocol_saves_256_predictions_and_rescoring_keeps_the_protoco
     assert expect["sampler"] == "expect" and expect["metrics"] != summary["metrics"]
     assert "sampler expect" in r.stdout
     r = run(["-d", "middlebury", "--predictions", tmp_path / "e" / "predictions", "-o", tmp_path / "f"])
+    assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "f" / "summary.json").read_text())["sampler"] == "expect"
-    r = run(["-d", "middlebury", "--predictions", out / "predictions", "--sampler", "expect", "-o", tmp_path / "g"])
-    assert r.exit_code == 2 and "--sampler runs a model" in r.output
+    for choice in ("expect", "greedy"):
+        r = run(["-d", "middlebury", "--predictions", out / "predictions", "--sampler", choice, "-o", tmp_path / "g"])
+        assert r.exit_code == 2 and "--sampler runs a model" in r.output
 
 
 def write_scannet(root, n, zero_depth_frame=None):

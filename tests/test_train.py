@@ -262,6 +262,9 @@ def test_cli_trains_resumes_and_writes_a_checkpoint(tmp_path):
     ("synthetic:zero", "synthetic:N"),
     ("synthetic@x", "synthetic@FIRST"),
     ("synthetic@1000000000", "held-out"),
+    ("synthetic@999999999:10", "held-out"),
+    ("synthetic@999999990", "held-out"),  # endless: 1000 steps x batch 16 from there
+    ("synthetic@5:x", "synthetic@FIRST:N"),
 ])
 def test_cli_rejects_bad_data_before_training(tmp_path, data, message):
     from depthart.train.cli import train_cmd

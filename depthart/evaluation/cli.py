@@ -89,7 +89,7 @@ def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protoc
         checkpoint = None
         if save_predictions:
             raise click.UsageError("--save-predictions runs a model; it cannot be used with --predictions")
-        if sampler != "greedy":
+        if ctx.get_parameter_source("sampler") == click.core.ParameterSource.COMMANDLINE:
             raise click.UsageError("--sampler runs a model; saved --predictions were made already (their manifest "
                                    "says with which sampler)")
     elif not checkpoint:

@@ -37,7 +37,7 @@ COMMON = [
     click.option("--ema", type=float, default=None, help="EMA decay, e.g. 0.999; 0 = off (default)."),
     click.option("--save-every", type=click.IntRange(min=1), default=None,
                  help="Checkpoint every N steps (default 1000)."),
-    click.option("--keep-checkpoints", is_flag=True, default=None,
+    click.option("--keep-checkpoints/--no-keep-checkpoints", default=None,
                  help="Also keep each checkpoint's weights as OUT_DIR/ckpt/step_N.safetensors (and ema_N with --ema), "
                       "for learning curves (scripts/eval_checkpoints.py)."),
     click.option("--log-every", type=click.IntRange(min=1), default=None, help="Log every N steps (default 10)."),

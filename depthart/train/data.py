@@ -33,9 +33,12 @@ def open_source(spec: str, image_size: int) -> DepthDataset:
             try:
                 length = int(arg)
             except ValueError:
-                raise DataError(f"--data {spec}: expected synthetic or synthetic:N (a number of scenes)") from None
+                raise DataError(f"--data {spec}: expected synthetic:N or synthetic@FIRST:N (N a number of scenes)") from None
             if length <= 0:
                 raise DataError(f"--data {spec}: the number of scenes must be > 0")
+            if first + length > HELD_OUT_SEED_OFFSET:
+                raise DataError(f"--data {spec}: scenes {first}..{first + length - 1} reach the held-out test scenes "
+                                f"(from {HELD_OUT_SEED_OFFSET}); use fewer or earlier scenes")
         return ProceduralDataset(seed_offset=first, length=length, size=image_size)
     if kind == "hypersim":
         path, split = arg, "train"
@@ -50,6 +53,15 @@ def open_source(spec: str, image_size: int) -> DepthDataset:
             raise DataError(f"--data {spec}: {e}") from None
     raise DataError(f"--data {spec}: unknown data source {kind!r}; use synthetic, synthetic:N, synthetic@FIRST, hypersim:PATH or "
                     "hypersim:PATH:SPLIT")
+
+
+def check_held_out(source: DepthDataset, samples: int) -> None:
+    """Raise DataError if an endless procedural stream would reach the held-out test scenes within
+    `samples` scenes (all processes together)."""
+    if isinstance(source, ProceduralDataset) and source.length is None:
+        if source.seed_offset + samples > HELD_OUT_SEED_OFFSET:
+            raise DataError(f"--data synthetic@{source.seed_offset}: {samples} scenes from there reach the held-out "
+                            f"test scenes (from {HELD_OUT_SEED_OFFSET}); start earlier or train fewer steps")
 
 
 class RankView(DepthDataset):

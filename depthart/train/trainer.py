@@ -176,9 +176,10 @@ class Trainer:
         self.model = self._build_model(resume)
         self.model_cfg = self.model.cfg
         if source is None:
-            from .data import open_source
+            from .data import check_held_out, open_source
 
             source = open_source(cfg.data, self.model_cfg.image_size)
+            check_held_out(source, cfg.steps * cfg.batch_size * self.world)
         if self.world > 1:
             from .data import RankView
 
@@ -382,10 +383,10 @@ class Trainer:
                 save_checkpoint(self.model, os.path.join(out, EMA_FILE), dict(meta, ema=self.cfg.ema))
         if self.cfg.keep_checkpoints:
             os.makedirs(os.path.join(out, KEEP_DIR), exist_ok=True)
-            for name, tag in ((MODEL_FILE, "step"), (EMA_FILE, "ema")):
-                if os.path.isfile(os.path.join(out, name)) and (tag == "step" or self.ema is not None):
-                    with atomic_path(os.path.join(out, KEEP_DIR, f"{tag}_{self.step}.safetensors")) as tmp:
-                        shutil.copyfile(os.path.join(out, name), tmp)
+            kept = [(MODEL_FILE, "step")] + ([(EMA_FILE, "ema")] if self.ema is not None else [])
+            for name, tag in kept:
+                with atomic_path(os.path.join(out, KEEP_DIR, f"{tag}_{self.step}.safetensors")) as tmp:
+                    shutil.copyfile(os.path.join(out, name), tmp)
         state = {
             "step": self.step,
             "samples": self.step * self.cfg.batch_size,  # per process
