@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT=${1:-runs/default}
 VAE2_STEPS=${VAE2_STEPS:-300}
 STEPS=${STEPS:-600}
-STEPS2=${STEPS2:-1800}
+STEPS2=${STEPS2:-1600}
 BATCH=${BATCH:-16}
 LR=${LR:-5e-4}
 mkdir -p "$ROOT"
