@@ -6,7 +6,7 @@
 #   3. both continued from their weights on scenes they have not seen (synthetic@FIRST), lr restarted at
 #      the first stage's last value, EMA weights kept,
 #   4. both stages on the 200 held-out procedural scenes (median-scale AbsRel / delta1) and Middlebury,
-#   5. the better stage-2 model (EMA weights), in fp16, becomes depthart/assets/default.safetensors.
+#   5. the best of the four (lowest held-out AbsRel), in fp16, becomes depthart/assets/default.safetensors.
 # docs/experiments.md has the measured times and numbers (2-core VM: about 4 hours).
 # Usage: bash scripts/train_default.sh [RUN_ROOT]   (env: VAE2_STEPS, STEPS, STEPS2, BATCH, LR)
 set -euo pipefail
@@ -73,4 +73,4 @@ for method in depthart var; do
     depthart eval -d middlebury --protocol depthart -c "$ROOT/$ckpt" -o "$ROOT/eval_mb_$tag" --overwrite
   done
 done
-python scripts/ship_default.py "$ROOT" 2
+python scripts/ship_default.py "$ROOT"
