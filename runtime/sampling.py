@@ -12,6 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    p = np.exp(z - z.max(-1, keepdims=True))
+    return p / p.sum(-1, keepdims=True)
+
+
 def filter_top_k_top_p(logits: np.ndarray, top_k: int = 0, top_p: float = 0.0) -> np.ndarray:
     """A copy with everything outside the top-k and the top-p nucleus set to -inf."""
     out = np.array(logits, dtype=np.float64)
@@ -21,9 +26,7 @@ def filter_top_k_top_p(logits: np.ndarray, top_k: int = 0, top_p: float = 0.0) -
         out[out < kth] = -np.inf
     if 0.0 < top_p < 1.0:
         order = np.argsort(-out, axis=-1, kind="stable")
-        sorted_logits = np.take_along_axis(out, order, -1)
-        p = np.exp(sorted_logits - sorted_logits[..., :1])
-        p /= p.sum(-1, keepdims=True)
+        p = _softmax(np.take_along_axis(out, order, -1))
         drop_sorted = (np.cumsum(p, -1) - p) >= top_p
         drop = np.zeros_like(drop_sorted)
         np.put_along_axis(drop, order, drop_sorted, -1)
@@ -36,9 +39,7 @@ class Expected:
 
     def __call__(self, k, logits_BlV, codebook_VC):
         z = np.asarray(logits_BlV, dtype=np.float64)
-        p = np.exp(z - z.max(-1, keepdims=True))
-        p /= p.sum(-1, keepdims=True)
-        h = (p @ np.asarray(codebook_VC, dtype=np.float64)).astype(codebook_VC.dtype)
+        h = (_softmax(z) @ np.asarray(codebook_VC, dtype=np.float64)).astype(codebook_VC.dtype)
         return z.argmax(-1).astype(np.int64), h
 
 

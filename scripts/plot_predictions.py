@@ -51,19 +51,20 @@ def main(argv=None) -> None:
     for spec in a.checkpoints:
         path, _, label = spec.partition("=")
         models.append((label or path, load_checkpoint(path).eval()))
+    sampler = make_sampler(a.sampler)
     rows = []
     for i in range(a.scenes):
         smp = generate_scene(HELD_OUT_SEED_OFFSET + i, TILE)
         row = [_tile(smp.rgb), _depth_tile(smp.depth, smp.valid)]
         for _, m in models:
-            pred = m.predict(smp.rgb, make_sampler(a.sampler))
+            pred = m.predict(smp.rgb, sampler)
             row.append(_depth_tile(pred, np.ones_like(smp.valid)))
         rows.append(row)
     for name in PHOTOS:
         rgb = getattr(skimage.data, name)()
         row = [_tile(rgb), _tile(None)]
         for _, m in models:
-            pred = m.predict(rgb, make_sampler(a.sampler))
+            pred = m.predict(rgb, sampler)
             pred = resize_depth(pred, TILE, TILE)
             row.append(_depth_tile(pred, np.ones(pred.shape, bool)))
         rows.append(row)

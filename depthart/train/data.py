@@ -16,19 +16,21 @@ from ..data import HELD_OUT_SEED_OFFSET, DataError, DepthDataset, HypersimDatase
 from ..data.hypersim import SPLITS as HYPERSIM_SPLITS
 
 
-def open_source(spec: str, image_size: int) -> DepthDataset:
-    """The depth dataset a `--data` spec names. Raises DataError for a bad spec or folder."""
+def open_source(spec: str, image_size: int, samples: int | None = None) -> DepthDataset:
+    """The depth dataset a `--data` spec names. Raises DataError for a bad spec or folder, or for
+    procedural scenes that reach the held-out test seeds (an endless stream: within `samples` scenes,
+    all processes together, when given)."""
     kind, _, arg = str(spec).partition(":")
-    if kind.partition("@")[0] == "synthetic":
+    name, at, first_txt = kind.partition("@")
+    if name == "synthetic":
         first, length = 0, None
-        if "@" in kind:
+        if at:
             try:
-                first = int(kind.partition("@")[2])
+                first = int(first_txt)
             except ValueError:
                 raise DataError(f"--data {spec}: expected synthetic@FIRST with FIRST a scene number, e.g. synthetic@9600") from None
-            if not 0 <= first < HELD_OUT_SEED_OFFSET:
-                raise DataError(f"--data {spec}: FIRST must be in [0, {HELD_OUT_SEED_OFFSET}) (the held-out test scenes "
-                                "start there)")
+            if first < 0:
+                raise DataError(f"--data {spec}: FIRST must be >= 0")
         if arg:
             try:
                 length = int(arg)
@@ -36,9 +38,10 @@ def open_source(spec: str, image_size: int) -> DepthDataset:
                 raise DataError(f"--data {spec}: expected synthetic:N or synthetic@FIRST:N (N a number of scenes)") from None
             if length <= 0:
                 raise DataError(f"--data {spec}: the number of scenes must be > 0")
-            if first + length > HELD_OUT_SEED_OFFSET:
-                raise DataError(f"--data {spec}: scenes {first}..{first + length - 1} reach the held-out test scenes "
-                                f"(from {HELD_OUT_SEED_OFFSET}); use fewer or earlier scenes")
+        n = length if length is not None else (samples or 1)
+        if first + n > HELD_OUT_SEED_OFFSET:
+            raise DataError(f"--data {spec}: scenes {first}..{first + n - 1} reach the held-out test scenes (from "
+                            f"{HELD_OUT_SEED_OFFSET}); start earlier, or use fewer scenes or steps")
         return ProceduralDataset(seed_offset=first, length=length, size=image_size)
     if kind == "hypersim":
         path, split = arg, "train"
@@ -53,15 +56,6 @@ def open_source(spec: str, image_size: int) -> DepthDataset:
             raise DataError(f"--data {spec}: {e}") from None
     raise DataError(f"--data {spec}: unknown data source {kind!r}; use synthetic, synthetic:N, synthetic@FIRST, hypersim:PATH or "
                     "hypersim:PATH:SPLIT")
-
-
-def check_held_out(source: DepthDataset, samples: int) -> None:
-    """Raise DataError if an endless procedural stream would reach the held-out test scenes within
-    `samples` scenes (all processes together)."""
-    if isinstance(source, ProceduralDataset) and source.length is None:
-        if source.seed_offset + samples > HELD_OUT_SEED_OFFSET:
-            raise DataError(f"--data synthetic@{source.seed_offset}: {samples} scenes from there reach the held-out "
-                            f"test scenes (from {HELD_OUT_SEED_OFFSET}); start earlier or train fewer steps")
 
 
 class RankView(DepthDataset):

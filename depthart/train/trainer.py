@@ -176,10 +176,9 @@ class Trainer:
         self.model = self._build_model(resume)
         self.model_cfg = self.model.cfg
         if source is None:
-            from .data import check_held_out, open_source
+            from .data import open_source
 
-            source = open_source(cfg.data, self.model_cfg.image_size)
-            check_held_out(source, cfg.steps * cfg.batch_size * self.world)
+            source = open_source(cfg.data, self.model_cfg.image_size, cfg.steps * cfg.batch_size * self.world)
         if self.world > 1:
             from .data import RankView
 
