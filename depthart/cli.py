@@ -19,7 +19,7 @@ from .config import DEFAULT_CHECKPOINT, PRESETS, default_checkpoint  # noqa: F40
 from .errors import DepthartError
 from .evaluation.cli import eval_cmd
 from .runtime.media import IMAGE_SUFFIXES
-from .train.cli import train_cmd, train_vqvae_cmd
+from .train.cli import render_data_cmd, train_cmd, train_vqvae_cmd
 
 
 @click.group(name="depthart", context_settings={"help_option_names": ["-h", "--help"]})
@@ -597,6 +597,7 @@ main.add_command(calibrate_cmd)
 main.add_command(eval_cmd)
 main.add_command(train_cmd)
 main.add_command(train_vqvae_cmd)
+main.add_command(render_data_cmd)
 
 if __name__ == "__main__":
     main()

@@ -162,9 +162,15 @@ PRESETS: dict[str, ModelConfig] = {
         depth=2, width=128, heads=2, patch_nums=(1, 2, 4), vocab_size=64, cvae=8,
         vae_ch=32, vae_ch_mult=(1, 1, 2), share_quant_resi=4,
     ),
-    # the model trained on CPU in this repo (the shipped default): 64 px, 6 scales, 130 tokens per
-    # pyramid; sized so that VQ-VAE + DepthART + the VAR baseline train in about two hours on 2 cores
+    # the model trained on CPU in this repo (the shipped default): 64 px with a 16x16 latent grid
+    # (the 8x8 grid of `small8` bounds what the image prefix can carry: docs/experiments.md),
+    # 5 scales, 341 tokens per pyramid
     "small": ModelConfig(
+        depth=4, width=192, heads=3, patch_nums=(1, 2, 4, 8, 16), vocab_size=512, cvae=16,
+        vae_ch=32, vae_ch_mult=(1, 2, 4), vae_num_res_blocks=1,
+    ),
+    # the default shipped until 2026-11-30: 64 px, 8x8 latent grid, 6 scales, 130 tokens per pyramid
+    "small8": ModelConfig(
         depth=4, width=256, heads=4, patch_nums=(1, 2, 3, 4, 6, 8), vocab_size=512, cvae=16,
         vae_ch=32, vae_ch_mult=(1, 2, 2, 4), vae_num_res_blocks=1,
     ),

@@ -257,9 +257,13 @@ class DepthART(nn.Module):
         parts = [resize(f_hat, pn, "bicubic").flatten(2).transpose(1, 2) for pn, f_hat in zip(self.cfg.patch_nums, f_hats)]
         return torch.cat(parts, dim=1)
 
-    def image_prefix(self, img_B3HW: torch.Tensor) -> torch.Tensor:
-        """Embedded image prefix (B, L, C); the embeddings are trainable, the VQ-VAE part is not."""
-        return self.word_embed(self.image_latents(img_B3HW)) + self.lvl_embed(self.lvl_1L) + self.pos_1LC
+    def image_prefix(self, img_B3HW: torch.Tensor, latents_BLCv: torch.Tensor | None = None) -> torch.Tensor:
+        """Embedded image prefix (B, L, C); the embeddings are trainable, the VQ-VAE part is not.
+
+        `latents_BLCv`: `image_latents(img_B3HW)` computed beforehand (the trainer's latent cache), or None.
+        """
+        lat = self.image_latents(img_B3HW) if latents_BLCv is None else latents_BLCv.to(self.pos_1LC.dtype)
+        return self.word_embed(lat) + self.lvl_embed(self.lvl_1L) + self.pos_1LC
 
     # ---------------------------------------------------------------- the step
     def step(self, x_BlC: torch.Tensor, cond_BD: torch.Tensor, cache: KVCache | None, begin: int,
@@ -283,16 +287,26 @@ class DepthART(nn.Module):
         return zeros.masked_fill(~allowed, float("-inf"))
 
     # ---------------------------------------------------------------- teacher forcing
-    def forward_teacher(self, img_B3HW: torch.Tensor, idx_list: list[torch.Tensor]) -> torch.Tensor:
+    def forward_teacher(self, img_B3HW: torch.Tensor, idx_list: list[torch.Tensor],
+                        image_latents: torch.Tensor | None = None, cached: bool = False,
+                        cache_dtype=None) -> torch.Tensor:
         """One masked pass over the full sequence with ground-truth depth tokens (VAR teacher forcing).
 
         Returns logits of the depth tokens, (B, L, V): position j predicts depth token j.
+        `image_latents`: the prefix's VQ-VAE latents if already computed (see `image_prefix`).
+        `cached`: run it as the cached scale-by-scale loop (same result; faster for training on CPU).
         """
         B = img_B3HW.shape[0]
         L = self.cfg.tokens_per_map
         cond = self.cond(self.null_labels(B, img_B3HW.device))
-        x = torch.cat([self.image_prefix(img_B3HW), self.depth_inputs(cond, idx_list)], dim=1)
-        return self.step(x, cond, None, 0, self.block_causal_bias())[:, L:]
+        x = torch.cat([self.image_prefix(img_B3HW, image_latents), self.depth_inputs(cond, idx_list)], dim=1)
+        if not cached:
+            return self.step(x, cond, None, 0, self.block_causal_bias())[:, L:]
+        # the same computation block by block through a KV cache: no (T, T) mask, which PyTorch's
+        # fused CPU attention handles slowly; the cache writes out of place under autograd
+        cache = KVCache(self.cfg, B, x.device, cache_dtype or self.pos_1LC.dtype)
+        logits = [self.step(x[:, b:e], cond, cache, b) for b, e in self.cfg.step_ranges()]
+        return torch.cat(logits, dim=1)[:, L:]
 
     def depth_inputs(self, cond_BD, idx_list) -> torch.Tensor:
         """Teacher-forcing depth tokens (B, L, C): start token(s), then scales 1..K-1 from GT tokens."""

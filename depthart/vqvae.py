@@ -206,9 +206,10 @@ class MultiScaleQuantizer(nn.Module):
     def nearest(self, z_BChw: torch.Tensor) -> torch.Tensor:
         """Index of the nearest codebook vector (L2) for every position: (B, h*w) int64."""
         B, C, h, w = z_BChw.shape
-        z_NC = z_BChw.permute(0, 2, 3, 1).reshape(-1, C)
-        e_VC = self.embedding.weight
-        d_NV = z_NC.square().sum(1, keepdim=True) + e_VC.square().sum(1) - 2 * z_NC @ e_VC.T
+        with torch.autocast(z_BChw.device.type, enabled=False):  # distances in fp32 even under bf16 autocast
+            z_NC = z_BChw.permute(0, 2, 3, 1).reshape(-1, C).float()
+            e_VC = self.embedding.weight.float()
+            d_NV = z_NC.square().sum(1, keepdim=True) + e_VC.square().sum(1) - 2 * z_NC @ e_VC.T
         return d_NV.argmin(1).view(B, h * w)
 
     def embed(self, k: int, idx_Bl: torch.Tensor) -> torch.Tensor:

@@ -53,6 +53,11 @@ def test_middlebury_end_to_end_then_rescored_from_saved_predictions(tmp_path, ti
         assert summary["metrics"][k] == float(rows[0][k])
     assert summary["headline"]["AbsRel %"] == pytest.approx(100 * summary["metrics"]["abs_rel"])
     assert 0 < summary["metrics"]["abs_rel"] < 1 and 0 <= summary["metrics"]["delta1"] <= 1
+    # one sample: only the constant baseline, and a note saying why (tests/test_evaluation_baselines.py has more)
+    baselines = summary["baselines"]
+    assert set(baselines["constant"]) == set(METRIC_NAMES) and baselines["shuffled"] is None
+    assert baselines["prior_map"] is None and "at least 2 samples" in baselines["note"]
+    assert "constant" in r.stdout and "image-use gap: n/a" in r.stdout
 
     pred = np.load(out / "predictions" / "motorcycle.npy")
     assert pred.shape == (500, 741) and pred.dtype == np.float32 and 0 <= pred.min() and pred.max() <= 1
@@ -68,6 +73,7 @@ def test_middlebury_end_to_end_then_rescored_from_saved_predictions(tmp_path, ti
     assert r2.exit_code == 0, r2.output
     again = json.loads((tmp_path / "again" / "summary.json").read_text())
     assert again["metrics"] == summary["metrics"]
+    assert again["baselines"]["constant"] == baselines["constant"]
     assert again["checkpoint_hash"] == summary["checkpoint_hash"]
     assert again["predictions"] == str(out / "predictions")
 
@@ -133,6 +139,7 @@ def test_limit_report_and_incomplete_dataset_warning(tmp_path, tiny_checkpoint):
     assert [row["id"] for row in rows] == ["scene0100_00_000000", "scene0100_00_000001"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["samples"] == 2 and summary["samples_in_dataset"] == 3 and summary["limit"] == 2
+    assert summary["baselines"]["samples"] == 2 and summary["baselines"]["shuffled"] is not None
     assert summary["metrics"]["abs_rel"] == pytest.approx(np.mean([float(row["abs_rel"]) for row in rows]))
     worst = max(rows, key=lambda row: float(row["abs_rel"]))["id"]
     best = min(rows, key=lambda row: float(row["abs_rel"]))["id"]
@@ -183,6 +190,6 @@ def test_registers_on_a_click_group():
     r = CliRunner().invoke(main, ["eval", "--help"])
     assert r.exit_code == 0
     for option in ("--dataset", "--root", "--checkpoint", "--predictions", "--protocol", "--limit", "--report",
-                   "--save-predictions", "middlebury"):
+                   "--save-predictions", "--baselines / --no-baselines", "middlebury"):
         assert option in r.output
     assert os.path.basename(__file__).startswith("test_evaluation")

@@ -13,6 +13,8 @@ import click
 
 from ..config import PRESETS
 from ..errors import DepthartError
+from ..metrics import mean_metrics
+from .baselines import AUTO_MAX_BYTES, AUTO_MAX_SAMPLES, collector_for, compute_baselines
 from .datasets import DATASETS, open_dataset
 from .protocol import PROTOCOLS, get_settings
 from .runner import (FilePredictor, ModelPredictor, checkpoint_hash, format_table, iter_results, summarize,
@@ -65,13 +67,17 @@ def _load_model(checkpoint, device):
 @click.option("--report", is_flag=True, help="Write report.html and report.png: the worst and best samples.")
 @click.option("--report-samples", type=click.IntRange(min=1), default=4, show_default=True,
               help="Samples in each of the worst and best lists.")
+@click.option("--baselines/--no-baselines", "baselines", default=None,
+              help="Also score a constant map, an input-free prior map and each sample with another sample's "
+                   "prediction, and report the image-use gap (docs/evaluation.md). Default: on up to "
+                   f"{AUTO_MAX_SAMPLES} samples while the kept maps fit in {AUTO_MAX_BYTES // 2**30} GiB.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
 @click.option("--sampler", type=click.Choice(["greedy", "expect"]), default="greedy", show_default=True,
               help="Token choice per scale (as depthart predict): argmax, or the expected code vector.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs in OUTPUT_DIR.")
 @click.pass_context
 def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protocol, alignment, limit, output_dir,
-             save_predictions, report, report_samples, device, sampler, overwrite):
+             save_predictions, report, report_samples, baselines, device, sampler, overwrite):
     """Evaluate depth predictions on a benchmark (zero-shot, affine-invariant).
 
     \b
@@ -80,7 +86,8 @@ def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protoc
       depthart eval -d nyu --root data/nyuv2 -c model.safetensors -o eval/nyu --save-predictions
       depthart eval -d nyu --root data/nyuv2 --predictions eval/nyu/predictions -o eval/nyu2
 
-    Writes per_sample.csv and summary.json to OUTPUT_DIR and prints the mean metrics.
+    Writes per_sample.csv and summary.json to OUTPUT_DIR and prints the mean metrics beside
+    baselines (a constant map, an input-free prior map, shuffled predictions).
     """
     from_cli = ctx.get_parameter_source("checkpoint") == click.core.ParameterSource.COMMANDLINE
     if predictions_dir and from_cli:
@@ -142,18 +149,31 @@ def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protoc
         from .report import ReportCollector
 
         collector = ReportCollector(report_samples)
+    keep, skipped = collector_for(baselines, n)
     results = []
     try:
         with click.progressbar(length=n, label=f"evaluating {dataset}", file=sys.stderr, show_eta=True,
                                item_show_func=lambda r: r or "") as bar:
             for r in iter_results(ds, settings, predictor, range(n), save_dir=pred_out if save_predictions else None,
-                                  overwrite=overwrite, report=collector):
+                                  overwrite=overwrite, report=collector, keep=keep):
                 results.append(r)
                 bar.update(1, current_item=r.id)
     except (DepthartError, FileExistsError) as e:
         _fail(str(e))
 
-    summary = summarize(results, dataset=ds, settings=settings, source=source, limit=limit)
+    if keep is not None and keep.skipped:
+        skipped = keep.skipped
+    if skipped:
+        click.echo(f"note: baselines {skipped}", err=True)
+        baseline_summary = {"skipped": skipped}
+    elif keep is not None:
+        click.echo(f"scoring baselines (constant, prior map, shuffled) on {len(keep.samples)} samples", err=True)
+        baseline_summary = compute_baselines(keep.samples, settings, mean_metrics([r.metrics for r in results]))
+        keep = None  # free the kept maps
+    else:
+        baseline_summary = None
+    summary = summarize(results, dataset=ds, settings=settings, source=source, limit=limit,
+                        baselines=baseline_summary)
     write_per_sample_csv(os.path.join(output_dir, "per_sample.csv"), results)
     write_json(os.path.join(output_dir, "summary.json"), summary)
     if save_predictions:

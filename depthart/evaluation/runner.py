@@ -7,7 +7,8 @@ earlier (`--save-predictions`), so re-scoring needs neither the model nor torch.
 Files written to the output folder (all atomically):
 - `per_sample.csv`: id, the 10 metrics, the fitted scale and shift, the number of scored pixels.
 - `summary.json`: mean metrics, headline numbers in the protocol's units, dataset, protocol
-  settings, checkpoint and its hash, software versions.
+  settings, checkpoint and its hash, software versions, and (unless turned off) the baselines of
+  `baselines.py` (constant, prior map, shuffled) with the image-use gap.
 - `predictions/` (optional): `<id>.npy` (float32 model output at the model's input size),
   `<id>.png` (16-bit), `<id>_color.png`, and `manifest.json`.
 """
@@ -28,6 +29,7 @@ from ..fileio import atomic_write_bytes
 from ..metrics import METRIC_NAMES, MetricsError, evaluate_detailed, mean_metrics
 from ..outputs import save_depth
 from ..provenance import file_sha256, software_versions
+from .baselines import format_baselines
 from .datasets import Dataset
 from .formats import PredictionError
 from .protocol import Prepared, Settings, match_prediction, prepare
@@ -111,7 +113,7 @@ class FilePredictor:
 
 # ---------------------------------------------------------------- the loop
 def iter_results(dataset: Dataset, settings: Settings, predictor, indices, *, save_dir=None,
-                 overwrite=False, report=None):
+                 overwrite=False, report=None, keep=None):
     """Evaluate samples one by one, yielding a `SampleResult` per sample.
 
     Args:
@@ -122,6 +124,8 @@ def iter_results(dataset: Dataset, settings: Settings, predictor, indices, *, sa
         save_dir: if given, save each raw prediction there (`outputs.save_depth`).
         overwrite: replace existing saved predictions.
         report: a `report.ReportCollector`, or None.
+        keep: a `baselines.BaselineCollector` that keeps each sample's ground truth, mask and
+            matched prediction for the baselines, or None.
 
     Raises:
         MetricsError, PredictionError, DatasetError: naming the sample.
@@ -139,6 +143,8 @@ def iter_results(dataset: Dataset, settings: Settings, predictor, indices, *, sa
             raise MetricsError(f"{dataset.name} sample {prepared.id}: {e}") from None
         if report is not None:
             report.add(prepared.id, ev.metrics, prepared.image, prepared.gt, ev.depth, prepared.mask)
+        if keep is not None:
+            keep.add(prepared.id, prepared.gt, prepared.mask, pred)
         yield SampleResult(prepared.id, ev.metrics, ev.scale, ev.shift, int(prepared.mask.sum()))
 
 
@@ -155,7 +161,7 @@ def headline(protocol: str, metrics: dict[str, float]) -> dict[str, float]:
 
 
 def summarize(results: list[SampleResult], *, dataset: Dataset, settings: Settings, source: dict,
-              limit=None) -> dict:
+              limit=None, baselines=None) -> dict:
     """The content of summary.json.
 
     Args:
@@ -164,10 +170,12 @@ def summarize(results: list[SampleResult], *, dataset: Dataset, settings: Settin
         settings: the protocol settings used.
         source: where predictions came from: {"checkpoint", "checkpoint_hash", "sampler", "predictions"}.
         limit: the --limit used, if any.
+        baselines: the `baselines` object (`baselines.compute_baselines`, or {"skipped": why}), or
+            None to leave it out.
     """
     means = mean_metrics([r.metrics for r in results])
     s = dataclasses.asdict(settings)
-    return {
+    summary = {
         "dataset": dataset.name,
         "root": os.path.abspath(dataset.root) if os.path.isdir(dataset.root) else dataset.root,
         "samples": len(results),
@@ -182,6 +190,9 @@ def summarize(results: list[SampleResult], *, dataset: Dataset, settings: Settin
         "versions": software_versions(),
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if baselines is not None:
+        summary["baselines"] = baselines
+    return summary
 
 
 def _jsonable(v):
@@ -241,4 +252,5 @@ def format_table(summary: dict) -> str:
              "", f"{'metric':<10} {'mean':>12}"]
     lines += [f"{k:<10} {v:>12.6f}" for k, v in summary["metrics"].items()]
     lines += ["", "headline: " + ", ".join(f"{k} {v:.2f}" for k, v in summary["headline"].items())]
+    lines += format_baselines(summary)
     return "\n".join(lines)

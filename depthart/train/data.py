@@ -4,6 +4,8 @@
     synthetic:N        the first N procedural scenes, finite (epochs, shuffled by the run's seed)
     synthetic@FIRST    endless from scene FIRST on (synthetic@FIRST:N: N scenes from FIRST), e.g. to
                        continue a run from its weights (--init) on scenes it has not seen
+    rendered:FOLDER    procedural scenes rendered once by `depthart render-data` (`depthart.data.rendered`),
+                       finite (epochs, shuffled by the run's seed); read at memory speed
     hypersim:PATH      Hypersim's on-disk layout (`depthart.data.HypersimDataset`): the public frames
                        of the official split CSV's "train" split, at native resolution (the loader
                        resizes to the model's), finite (epochs, shuffled by the run's seed)
@@ -43,6 +45,18 @@ def open_source(spec: str, image_size: int, samples: int | None = None) -> Depth
             raise DataError(f"--data {spec}: scenes {first}..{first + n - 1} reach the held-out test scenes (from "
                             f"{HELD_OUT_SEED_OFFSET}); start earlier, or use fewer scenes or steps")
         return ProceduralDataset(seed_offset=first, length=length, size=image_size)
+    if kind == "rendered":
+        from ..data.rendered import RenderedDataset
+
+        if not arg:
+            raise DataError("--data rendered:FOLDER: give the folder `depthart render-data` wrote")
+        try:
+            ds = RenderedDataset(arg)
+        except DataError as e:
+            raise DataError(f"--data {spec}: {e}") from None
+        if ds.first + len(ds) > HELD_OUT_SEED_OFFSET:
+            raise DataError(f"--data {spec}: its scenes reach the held-out test scenes (from {HELD_OUT_SEED_OFFSET})")
+        return ds
     if kind == "hypersim":
         path, split = arg, "train"
         head, _, tail = arg.rpartition(":")
@@ -54,8 +68,8 @@ def open_source(spec: str, image_size: int, samples: int | None = None) -> Depth
             return HypersimDataset(path, split=split)  # native resolution: make_loader resizes
         except DataError as e:
             raise DataError(f"--data {spec}: {e}") from None
-    raise DataError(f"--data {spec}: unknown data source {kind!r}; use synthetic, synthetic:N, synthetic@FIRST, hypersim:PATH or "
-                    "hypersim:PATH:SPLIT")
+    raise DataError(f"--data {spec}: unknown data source {kind!r}; use synthetic, synthetic:N, synthetic@FIRST, rendered:FOLDER, "
+                    "hypersim:PATH or hypersim:PATH:SPLIT")
 
 
 class RankView(DepthDataset):

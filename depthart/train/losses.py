@@ -40,7 +40,7 @@ class LoopOutput:
 
 
 def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, soft_last: bool = False,
-                cache_dtype=None) -> LoopOutput:
+                cache_dtype=None, image_latents=None) -> LoopOutput:
     """The model's own autoregressive loop over all K scales with dynamic targets (DepthART training).
 
     Args:
@@ -52,6 +52,7 @@ def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, s
         soft_last: the release's `rec_loss` variant: the last scale is not a CE scale; its code is
             Gumbel-softmax(logits, tau 1, soft) @ codebook, so f_hat carries gradients to its logits.
         cache_dtype: dtype of the KV cache (the autocast dtype under mixed precision).
+        image_latents: the prefix's VQ-VAE latents if already computed (the trainer's latent cache).
 
     Runs with grad enabled (the cache then writes out of place, see `KVCache.update`). The target
     of scale k is computed before scale k's prediction is added to f_hat.
@@ -62,7 +63,7 @@ def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, s
     cond = model.cond(model.null_labels(B, img_B3HW.device))
     codebook = q.embedding.weight
     f_hat = f_D.new_zeros(f_D.shape)
-    x = torch.cat([model.image_prefix(img_B3HW), model.start_tokens(cond)], dim=1)
+    x = torch.cat([model.image_prefix(img_B3HW, image_latents), model.start_tokens(cond)], dim=1)
     out = LoopOutput()
     for k, (begin, _) in enumerate(cfg.step_ranges()):
         pn = cfg.patch_nums[k]
@@ -102,6 +103,13 @@ def depth_latent(model, depth_B3HW: torch.Tensor) -> torch.Tensor:
     return model.vae.encode(depth_B3HW)
 
 
+def _batch_f_D(model, batch: dict) -> torch.Tensor:
+    """f_D of a batch: the cached one (batch["f_D"], `depthart.train.latent_cache`) or encoded now."""
+    if "f_D" in batch:
+        return batch["f_D"].float()
+    return depth_latent(model, batch["depth"]).float()
+
+
 def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float = REC_WEIGHT, cache_dtype=None):
     """The DepthART objective on a batch {"image", "depth"}. Returns (loss, metrics dict).
 
@@ -109,8 +117,9 @@ def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float 
     trained through the Gumbel soft code plus rec_weight * MSE(f_hat_final, f_D).
     metrics: loss, ce, (mse), acc (per scale: argmax vs dynamic target; the soft scale included).
     """
-    f_D = depth_latent(model, batch["depth"]).float()
-    out = refine_loop(model, batch["image"], f_D, soft_last=rec_loss, cache_dtype=cache_dtype)
+    f_D = _batch_f_D(model, batch)
+    out = refine_loop(model, batch["image"], f_D, soft_last=rec_loss, cache_dtype=cache_dtype,
+                      image_latents=batch.get("image_latents"))
     ce, acc = _ce_and_accuracy(out.logits, out.targets[: len(out.logits)])
     loss, metrics = ce, {"ce": ce.item()}
     if rec_loss:
@@ -122,15 +131,17 @@ def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float 
     return loss, metrics
 
 
-def teacher_forcing_loss(model, batch: dict):
+def teacher_forcing_loss(model, batch: dict, cache_dtype=None):
     """VAR teacher forcing: GT multi-scale tokens of the depth as inputs and targets, one masked pass.
 
     Returns (loss, metrics dict with loss, ce, acc per scale).
     """
-    f_D = depth_latent(model, batch["depth"])
+    f_D = _batch_f_D(model, batch)
     with torch.no_grad():
         tokens = model.vae.quantize.tokenize(f_D)[0]
-    logits = model.forward_teacher(batch["image"], tokens)  # (B, L, V)
+    # on CPU the cached scale-by-scale form (same logits) avoids a slow masked fused attention
+    logits = model.forward_teacher(batch["image"], tokens, batch.get("image_latents"),
+                                   cached=f_D.device.type == "cpu", cache_dtype=cache_dtype)  # (B, L, V)
     per_scale = [logits[:, b:e] for b, e in model.cfg.scale_ranges()]
     ce, acc = _ce_and_accuracy(per_scale, tokens)
     return ce, {"loss": ce.item(), "ce": ce.item(), "acc": acc}

@@ -61,6 +61,7 @@ class TrainConfig:
     method: str = "depthart"  # depthart | var (teacher forcing) | vqvae
     preset: str | None = "tiny"  # model shape; ignored (must match if given) with `init`
     init: str | None = None  # a depthart checkpoint to start from (e.g. imported VAR weights)
+    init_vae: str | None = None  # take only the VQ-VAE from this checkpoint (the transformer from preset/init)
     data: str = "synthetic"  # see depthart.train.data
     steps: int = 1000  # total optimizer steps of the run
     batch_size: int = 16  # per process
@@ -70,6 +71,9 @@ class TrainConfig:
     eps: float = 1e-8
     lr_step: int = 5000  # StepLR period (iterations)
     lr_gamma: float = 0.8
+    lr_schedule: str = "step"  # step (StepLR, the paper's) | cosine (to lr_min_ratio * lr at `steps`)
+    warmup: int = 0  # linear warm-up steps (both schedules)
+    lr_min_ratio: float = 0.02
     grad_clip: float = 2.0  # max global grad norm; 0 = off
     ema: float = 0.0  # EMA decay (e.g. 0.999); 0 = off
     rec_loss: bool = False  # depthart: the release's Gumbel soft last scale + 10 x latent MSE
@@ -79,7 +83,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"
-    amp: bool = True  # bf16 autocast, CUDA only
+    amp: bool = True  # bf16 autocast on CUDA
+    amp_cpu: bool = False  # bf16 autocast on CPU too (worth it where the CPU has AVX-512 BF16 / AMX)
+    cache_latents: bool = False  # transformer methods, finite data: encode every sample once (latent_cache)
     # vqvae
     recon: str = "l1"  # l1 | mse
     beta: float = 0.25
@@ -93,6 +99,12 @@ class TrainConfig:
             problems.append(f"method must be one of {METHODS}, got {self.method!r}")
         if self.depth_weight < 0:
             problems.append("depth_weight must be >= 0")
+        if self.lr_schedule not in ("step", "cosine"):
+            problems.append(f"lr_schedule must be step or cosine, got {self.lr_schedule!r}")
+        if self.warmup < 0 or not 0.0 <= self.lr_min_ratio <= 1.0:
+            problems.append("warmup must be >= 0 and lr_min_ratio in [0, 1]")
+        if self.cache_latents and self.method == "vqvae":
+            problems.append("cache_latents is for the transformer methods (the VQ-VAE is what it caches)")
         if self.recon not in ("l1", "mse"):
             problems.append(f"recon must be l1 or mse, got {self.recon!r}")
         for name in ("steps", "batch_size", "save_every", "log_every", "lr_step"):
@@ -171,7 +183,7 @@ class Trainer:
             dev = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
             torch.cuda.set_device(dev)
         self.device = torch.device(dev)
-        self.amp = cfg.amp and self.device.type == "cuda"
+        self.amp = (cfg.amp and self.device.type == "cuda") or (cfg.amp_cpu and self.device.type == "cpu")
         _seed_all(cfg.seed)
         self.model = self._build_model(resume)
         self.model_cfg = self.model.cfg
@@ -191,15 +203,21 @@ class Trainer:
             p.requires_grad_(True)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                      weight_decay=cfg.weight_decay)
-        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg))
         self.ema = [p.detach().clone() for p in self.params] if cfg.ema > 0 else None
         self.usage = CodeUsage(self.model_cfg.vocab_size, cfg.dead_after) if vae_only else None
         self.step = 0
         self._rng = None  # RNG states to restore once the data iterator exists (resume)
+        self.latents = None
         if self.world > 1:
             self._broadcast_params()
         if resume:
             self.load()
+        if cfg.cache_latents:  # after load(): a resumed model's VQ-VAE weights arrive there
+            from .latent_cache import LatentCache
+
+            folder = getattr(source, "folder", None) or cfg.out_dir
+            self.latents = LatentCache.build_or_load(self.model, source, self.model_cfg.image_size, folder, log=self.log)
 
     # ------------------------------------------------------------ setup
     def _build_model(self, resume: bool):
@@ -207,6 +225,28 @@ class Trainer:
         run_weights = os.path.join(cfg.out_dir, MODEL_FILE)
         if resume and os.path.isfile(run_weights):  # the run's own weights replace these in load()
             return build_model(read_config(run_weights), self.device, empty=True)
+        model = self._build_init_model()
+        if cfg.init_vae:
+            self._load_vae(model, cfg.init_vae)
+        return model
+
+    def _load_vae(self, model, path: str):
+        """Copy the VQ-VAE weights of checkpoint `path` into `model` (its VQ-VAE shape must match)."""
+        from safetensors.torch import load_file
+
+        if not os.path.isfile(path):
+            raise DepthartError(f"--init-vae {path}: no such checkpoint file")
+        other = read_config(path)
+        vae_fields = ("patch_nums", "vocab_size", "cvae", "vae_ch", "vae_ch_mult", "vae_num_res_blocks", "quant_resi",
+                      "share_quant_resi")
+        diff = [f for f in vae_fields if getattr(other, f) != getattr(model.cfg, f)]
+        if diff:
+            raise DepthartError(f"--init-vae {path}: its VQ-VAE differs from the model's in {', '.join(diff)}")
+        weights = {k[4:]: v for k, v in load_file(path, device=str(self.device)).items() if k.startswith("vae.")}
+        model.vae.load_state_dict({k: v.to(model.vae.state_dict()[k].dtype) for k, v in weights.items()}, strict=True)
+
+    def _build_init_model(self):
+        cfg = self.cfg
         if cfg.init:
             if not os.path.isfile(cfg.init):
                 raise DepthartError(f"--init {cfg.init}: no such checkpoint file")
@@ -237,12 +277,14 @@ class Trainer:
     # ------------------------------------------------------------ one step
     def _autocast(self):
         if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def train_step(self, batch: dict) -> dict:
         """One optimizer step on a batch; returns its metrics."""
         cfg = self.cfg
+        if self.latents is not None:
+            batch = self.latents.add_to(batch)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         self._set_modes()
         self.opt.zero_grad(set_to_none=True)
@@ -252,7 +294,7 @@ class Trainer:
                 loss, metrics = depthart_loss(self.model, batch, rec_loss=cfg.rec_loss,
                                               cache_dtype=torch.bfloat16 if self.amp else None)
             elif cfg.method == "var":
-                loss, metrics = teacher_forcing_loss(self.model, batch)
+                loss, metrics = teacher_forcing_loss(self.model, batch, cache_dtype=torch.bfloat16 if self.amp else None)
             else:
                 # the VQ-VAE codes both pyramids the transformer sees: RGB images and depth maps
                 x = torch.cat([batch["image"], batch["depth"]])
@@ -432,6 +474,22 @@ class Trainer:
             self.usage.load_state_dict(state["code_usage"])
         self.step = state["step"]
         self._rng = state["rng"]
+
+
+def lr_factor(cfg: TrainConfig):
+    """The learning-rate multiplier of each step (LambdaLR): linear warm-up, then StepLR's
+    gamma ** (step // lr_step) or a cosine from 1 down to lr_min_ratio at cfg.steps."""
+    import math
+
+    def factor(step: int) -> float:
+        if cfg.warmup and step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        if cfg.lr_schedule == "step":
+            return cfg.lr_gamma ** (step // cfg.lr_step)
+        t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+        return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor
 
 
 def train(cfg: TrainConfig, resume: bool = False, **kw) -> dict:

@@ -1,0 +1,116 @@
+"""Does a trained model use its image? Numbers for docs/experiments.md (issue 12's diagnosis).
+
+    python scripts/diagnose_model.py CHECKPOINT [N_SCENES] [--sampler greedy|expect]
+
+On N held-out procedural scenes (seeds from 1e9, 64 px, the model's own resolution), prints
+- AbsRel / delta1 (median scale, valid 1e-3..200 m, `depthart.metrics.evaluate`) of the model, of
+  the same predictions shuffled across scenes (scene i scored with scene i+1's map), of the model's
+  prediction for a flat grey image used for every scene, of a constant and of the prior map
+  (mean normalised ground truth of 2,000 training scenes);
+- the attention mass that each depth scale's tokens put on the image prefix, per block (mean
+  over heads, tokens and scenes), from the cached generation loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import depthart
+from depthart.data import HELD_OUT_SEED_OFFSET, generate_scene
+from depthart.metrics import evaluate
+from depthart.sampling import make_sampler
+
+RANGE = (1e-3, 200.0)
+
+
+def score(preds, scenes):
+    rows = [evaluate(p, s.depth, s.valid, alignment="median_scale", depth_range=RANGE) for p, s in zip(preds, scenes)]
+    return {k: float(np.mean([r[k] for r in rows])) for k in ("abs_rel", "delta1")}
+
+
+def prior_map(size: int, n: int = 2000) -> np.ndarray:
+    acc, cnt = np.zeros((size, size)), np.zeros((size, size))
+    for seed in range(n):
+        s = generate_scene(seed, size)
+        q = np.percentile(s.depth[s.valid], 98)
+        acc += np.where(s.valid, np.clip(s.depth / q, 0, 1), 0)
+        cnt += s.valid
+    return (acc / np.maximum(cnt, 1)).astype(np.float32)
+
+
+class AttentionMass:
+    """Wraps F.scaled_dot_product_attention to record, per call, the attention mass on positions < L."""
+
+    def __init__(self, L: int):
+        self.L, self.calls, self._orig = L, [], F.scaled_dot_product_attention
+
+    def __enter__(self):
+        def sdpa(q, k, v, attn_mask=None, scale=None, **kw):
+            w = (q @ k.transpose(-1, -2)) * (scale if scale is not None else 1 / math.sqrt(q.shape[-1]))
+            if attn_mask is not None:
+                w = w + attn_mask
+            p = w.float().softmax(-1)
+            self.calls.append(p[..., : self.L].sum(-1).mean((0, 1)))  # per query: mean over batch, heads
+            return self._orig(q, k, v, attn_mask=attn_mask, scale=scale, **kw)
+
+        F.scaled_dot_product_attention = sdpa
+        return self
+
+    def __exit__(self, *a):
+        F.scaled_dot_product_attention = self._orig
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("checkpoint")
+    ap.add_argument("n", type=int, nargs="?", default=100)
+    ap.add_argument("--sampler", default="greedy")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    model = depthart.load(args.checkpoint).eval()
+    cfg = model.cfg
+    size = cfg.image_size
+    scenes = [generate_scene(HELD_OUT_SEED_OFFSET + i, size) for i in range(args.n)]
+    sampler = make_sampler(args.sampler)
+    preds = [model.predict(s.rgb, sampler) for s in scenes]
+    grey = model.predict(np.full((size, size, 3), 128, np.uint8), sampler)
+    rows = {
+        "model": score(preds, scenes),
+        "shuffled across scenes": score(preds[1:] + preds[:1], scenes),
+        "model's map of a flat grey image": score([grey] * len(scenes), scenes),
+        "constant": score([np.ones((size, size), np.float32)] * len(scenes), scenes),
+        "prior map (2,000 training scenes)": score([prior_map(size)] * len(scenes), scenes),
+    }
+    print(f"{args.checkpoint}: {args.n} held-out scenes at {size} px, sampler {args.sampler}")
+    print(f"| predictor | AbsRel | delta1 |\n|---|---|---|")
+    for k, v in rows.items():
+        print(f"| {k} | {v['abs_rel']:.3f} | {v['delta1']:.3f} |")
+    gap = rows["shuffled across scenes"]["abs_rel"] - rows["model"]["abs_rel"]
+    print(f"image-use gap: {gap:.3f} ({100 * gap / rows['model']['abs_rel']:.1f} % of the model's AbsRel)")
+
+    # attention mass on the prefix, per depth scale and block (greedy loop, 16 scenes)
+    from depthart.preprocess import to_model_input
+    from PIL import Image
+
+    x = torch.from_numpy(np.stack([to_model_input(Image.fromarray(s.rgb), size) for s in scenes[:16]]))
+    with AttentionMass(cfg.tokens_per_map) as am:
+        model.generate(x)
+    K, D = cfg.num_scales, cfg.depth
+    m = np.array([[am.calls[k * D + i][-cfg.patch_nums[k] ** 2:].mean().item() for i in range(D)] for k in range(K)])
+    print("\nattention mass on the image prefix (queries: scale k's depth tokens; rows: scale; columns: block)")
+    print("| scale (tokens) | " + " | ".join(f"block {i}" for i in range(D)) + " | prefix share of keys |")
+    print("|---|" + "---|" * (D + 1))
+    L = cfg.tokens_per_map
+    for k, (b, e) in enumerate(cfg.scale_ranges()):
+        share = L / (L + e)  # the depth tokens of scale k attend to L prefix + e depth positions
+        label = f"{k} ({cfg.patch_nums[k]}x{cfg.patch_nums[k]})"
+        print(f"| {label} | " + " | ".join(f"{v:.3f}" for v in m[k]) + f" | {share:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

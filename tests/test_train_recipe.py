@@ -1,0 +1,166 @@
+"""The fast CPU training recipe: rendered scene sets, the latent cache, the cached teacher-forcing pass,
+bf16 autocast on CPU, warm-up + cosine learning rate, --init-vae, `depthart render-data`."""
+
+import json
+import math
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import randomize_
+from depthart.cli import main
+from depthart.config import get_preset
+from depthart.data import DataError, generate_scene
+from depthart.data.rendered import RenderedDataset, render_scenes
+from depthart.data.torch_data import make_loader
+from depthart.model import DepthART
+from depthart.train.data import open_source
+from depthart.train.latent_cache import LatentCache
+from depthart.train.losses import depthart_loss, teacher_forcing_loss
+from depthart.train.trainer import MODEL_FILE, TrainConfig, Trainer, lr_factor
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    return render_scenes(tmp_path_factory.mktemp("r") / "scenes", first=7, n=6, size=16)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return randomize_(DepthART(get_preset("tiny")))
+
+
+def test_rendered_scenes_are_the_generators_scenes(scenes):
+    ds = RenderedDataset(scenes)
+    assert len(ds) == 6
+    for i in (0, 5):
+        g = generate_scene(7 + i, 16)
+        s = ds[i]
+        np.testing.assert_array_equal(s["rgb"], g.rgb)
+        np.testing.assert_array_equal(s["depth"], g.depth)
+        np.testing.assert_array_equal(s["valid"], g.valid)
+        assert s["meta"]["id"] == f"procedural_{7 + i}"
+    with pytest.raises(IndexError):
+        ds[6]
+
+
+def test_render_refuses_existing_folders_held_out_seeds_and_bad_folders(scenes, tmp_path):
+    with pytest.raises(DataError, match="already exists"):
+        render_scenes(scenes, 0, 2, 16)
+    with pytest.raises(DataError, match="held-out"):
+        render_scenes(tmp_path / "x", 999_999_999, 2, 16)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
+    with pytest.raises(DataError, match="not a rendered scene set"):
+        RenderedDataset(tmp_path)
+    with pytest.raises(DataError, match="rendered:"):
+        open_source(f"rendered:{tmp_path}", 16)
+    assert len(open_source(f"rendered:{scenes}", 16)) == 6
+
+
+def test_render_data_cli(tmp_path):
+    out = tmp_path / "s"
+    r = CliRunner().invoke(main, ["render-data", "-o", str(out), "-n", "3", "--size", "16", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert len(RenderedDataset(out)) == 3
+    r = CliRunner().invoke(main, ["render-data", "-o", str(out), "-n", "3", "--size", "16"])
+    assert r.exit_code != 0 and "already exists" in r.output
+
+
+def test_cached_teacher_forcing_pass_equals_the_masked_pass(model, scenes):
+    batch = next(iter(make_loader(RenderedDataset(scenes), 16, 3)))
+    tokens = model.vae.img_to_idx(batch["depth"])
+    a = model.forward_teacher(batch["image"], tokens)
+    b = model.forward_teacher(batch["image"], tokens, cached=True)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_losses_with_cached_latents_equal_losses_without(model, scenes, tmp_path):
+    ds = RenderedDataset(scenes)
+    cache = LatentCache.build_or_load(model, ds, 16, str(tmp_path), batch_size=4)
+    assert cache.image_latents.shape == (6, model.cfg.tokens_per_map, model.cfg.cvae)
+    batch = next(iter(make_loader(ds, 16, 3, shuffle=True, seed=1)))
+    cached = cache.add_to(batch)
+    for fn in (teacher_forcing_loss, depthart_loss):
+        la, _ = fn(model, batch)
+        lb, _ = fn(model, cached)
+        torch.testing.assert_close(la, lb, rtol=1e-5, atol=1e-6)
+    # a second build reads the stored file; another VQ-VAE does not
+    files = list(tmp_path.glob("latents-*.pt"))
+    assert len(files) == 1
+    again = LatentCache.build_or_load(model, ds, 16, str(tmp_path))
+    torch.testing.assert_close(again.f_D, cache.f_D)
+    with torch.no_grad():
+        model.vae.quant_conv.bias.add_(1.0)
+    LatentCache.build_or_load(model, ds, 16, str(tmp_path), batch_size=4)
+    assert len(list(tmp_path.glob("latents-*.pt"))) == 2
+
+
+def test_latent_cache_refuses_endless_data(model):
+    from depthart.data import ProceduralDataset
+    from depthart.errors import DepthartError
+
+    with pytest.raises(DepthartError, match="finite"):
+        LatentCache.build_or_load(model, ProceduralDataset(size=16), 16, "unused")
+
+
+def test_warmup_then_cosine_schedule():
+    cfg = TrainConfig(preset="tiny", steps=110, warmup=10, lr_schedule="cosine", lr_min_ratio=0.1)
+    f = lr_factor(cfg)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
+    step = lr_factor(TrainConfig(preset="tiny", lr_step=5, lr_gamma=0.5))
+    assert step(4) == 1.0 and step(5) == 0.5 and step(10) == 0.25
+
+
+@pytest.mark.parametrize("method", ["var", "depthart"])
+def test_trainer_with_rendered_data_cached_latents_and_bf16_resumes_exactly(tmp_path, scenes, method):
+    kw = dict(preset="tiny", method=method, data=f"rendered:{scenes}", cache_latents=True, amp_cpu=True,
+              steps=4, batch_size=2, lr=1e-3, warmup=2, lr_schedule="cosine", log_every=1, save_every=100, seed=3)
+    full = Trainer(TrainConfig(out_dir=str(tmp_path / "full"), **kw), log=None)
+    assert full.amp and full.latents is not None
+    full.fit()
+    Trainer(TrainConfig(out_dir=str(tmp_path / "half"), **kw), log=None).fit(2)
+    resumed = Trainer(TrainConfig(out_dir=str(tmp_path / "half"), **kw), resume=True, log=None)
+    resumed.fit()
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(tmp_path / "full" / MODEL_FILE)), load_file(str(tmp_path / "half" / MODEL_FILE))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    rows = [json.loads(line) for line in open(tmp_path / "full" / "metrics.jsonl")]
+    assert rows[0]["lr"] == pytest.approx(0.5e-3) and math.isfinite(rows[-1]["loss"])
+    assert list(pathlib.Path(scenes).glob("latents-*.pt"))  # stored beside the rendered data
+
+
+def test_init_vae_takes_only_the_vqvae(tmp_path):
+    from safetensors.torch import load_file
+
+    from depthart.checkpoint import save_checkpoint
+    from depthart.errors import DepthartError
+
+    torch.manual_seed(5)
+    donor = randomize_(DepthART(get_preset("tiny").replace(width=64, heads=1)))
+    save_checkpoint(donor, tmp_path / "vae.safetensors", {})
+    t = Trainer(TrainConfig(out_dir=str(tmp_path / "run"), preset="tiny", init_vae=str(tmp_path / "vae.safetensors"),
+                            steps=1), log=None)
+    assert t.model.cfg.width == get_preset("tiny").width
+    for k, v in t.model.vae.state_dict().items():
+        torch.testing.assert_close(v, donor.vae.state_dict()[k], msg=k)
+    other = DepthART(get_preset("tiny").replace(vocab_size=32))
+    save_checkpoint(other, tmp_path / "other.safetensors", {})
+    with pytest.raises(DepthartError, match="vocab_size"):
+        Trainer(TrainConfig(out_dir=str(tmp_path / "r2"), preset="tiny", init_vae=str(tmp_path / "other.safetensors")),
+                log=None)
+    assert load_file(str(tmp_path / "vae.safetensors"))  # untouched
