@@ -1,6 +1,6 @@
 """Does a trained model use its image? Numbers for docs/experiments.md (issue 12's diagnosis).
 
-    python scripts/diagnose_model.py CHECKPOINT [N_SCENES] [--sampler greedy|expect]
+    python scripts/diagnose_model.py CHECKPOINT [N_SCENES] [--sampler greedy|expect] [--json OUT.json] [--quick]
 
 On N held-out procedural scenes (seeds from 1e9, 64 px, the model's own resolution), prints
 - AbsRel / delta1 (median scale, valid 1e-3..200 m, `depthart.metrics.evaluate`) of the model, of
@@ -8,7 +8,8 @@ On N held-out procedural scenes (seeds from 1e9, 64 px, the model's own resoluti
   prediction for a flat grey image used for every scene, of a constant and of the prior map
   (mean normalised ground truth of 2,000 training scenes);
 - the attention mass that each depth scale's tokens put on the image prefix, per block (mean
-  over heads, tokens and scenes), from the cached generation loop.
+  over heads, tokens and scenes), from the cached generation loop, and the blocks' AdaLN gates
+  (left out with --quick, which prints the model's and the shuffled scores only).
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ def prior_map(size: int, n: int = 2000) -> np.ndarray:
     return (acc / np.maximum(cnt, 1)).astype(np.float32)
 
 
+@torch.no_grad()
+def vae_ceiling(model, scene) -> np.ndarray:
+    """The depth a transformer that predicts every token right would give: GT target -> tokens -> decode."""
+    from depthart.data.transforms import depth_target
+
+    target, _, _ = depth_target(scene.depth, scene.valid, model.cfg.image_size)
+    f_hat = model.vae.quantize.tokenize(model.vae.encode(torch.from_numpy(target)[None]))[1][-1]
+    return model.decode_depth(f_hat)[0, 0].numpy()
+
+
 class AttentionMass:
     """Wraps F.scaled_dot_product_attention to record, per call, the attention mass on positions < L."""
 
@@ -70,6 +81,10 @@ def main():
     ap.add_argument("checkpoint")
     ap.add_argument("n", type=int, nargs="?", default=100)
     ap.add_argument("--sampler", default="greedy")
+    ap.add_argument("--json", default=None, help="also write the scores here")
+    ap.add_argument("--quick", action="store_true", help="model and shuffled scores only")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="score the VQ-VAE's own reconstruction of the ground truth (every token right) instead")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = depthart.load(args.checkpoint).eval()
@@ -77,21 +92,45 @@ def main():
     size = cfg.image_size
     scenes = [generate_scene(HELD_OUT_SEED_OFFSET + i, size) for i in range(args.n)]
     sampler = make_sampler(args.sampler)
-    preds = [model.predict(s.rgb, sampler) for s in scenes]
+    if args.ceiling:
+        preds = [vae_ceiling(model, s) for s in scenes]
+    else:
+        preds = [model.predict(s.rgb, sampler) for s in scenes]
     grey = model.predict(np.full((size, size, 3), 128, np.uint8), sampler)
     rows = {
         "model": score(preds, scenes),
         "shuffled across scenes": score(preds[1:] + preds[:1], scenes),
-        "model's map of a flat grey image": score([grey] * len(scenes), scenes),
-        "constant": score([np.ones((size, size), np.float32)] * len(scenes), scenes),
-        "prior map (2,000 training scenes)": score([prior_map(size)] * len(scenes), scenes),
     }
+    if not args.quick:
+        rows.update({
+            "model's map of a flat grey image": score([grey] * len(scenes), scenes),
+            "constant": score([np.ones((size, size), np.float32)] * len(scenes), scenes),
+            "prior map (2,000 training scenes)": score([prior_map(size)] * len(scenes), scenes),
+        })
     print(f"{args.checkpoint}: {args.n} held-out scenes at {size} px, sampler {args.sampler}")
     print(f"| predictor | AbsRel | delta1 |\n|---|---|---|")
     for k, v in rows.items():
         print(f"| {k} | {v['abs_rel']:.3f} | {v['delta1']:.3f} |")
     gap = rows["shuffled across scenes"]["abs_rel"] - rows["model"]["abs_rel"]
     print(f"image-use gap: {gap:.3f} ({100 * gap / rows['model']['abs_rel']:.1f} % of the model's AbsRel)")
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump({"checkpoint": args.checkpoint, "n": args.n, "size": size, "sampler": args.sampler,
+                       "scores": rows, "image_use_gap": gap}, f, indent=1)
+    if args.quick:
+        return
+
+    # how much each block writes into the residual stream: AdaLN gates (the condition is the null class)
+    with torch.no_grad():
+        cond = model.cond(model.null_labels(1))
+        gates = []
+        for b in model.blocks:
+            g1, g2 = b.ada_lin(cond).view(6, -1)[:2]
+            gates.append((g1.abs().mean().item(), g2.abs().mean().item()))
+    print("\nAdaLN residual gates, mean |gamma| (attention, FFN) per block: "
+          + ", ".join(f"{a:.3f}/{f:.3f}" for a, f in gates))
 
     # attention mass on the prefix, per depth scale and block (greedy loop, 16 scenes)
     from depthart.preprocess import to_model_input
