@@ -23,6 +23,9 @@ def load(path_or_preset=None, device="cpu"):
             with it; a `.safetensors` checkpoint written by depthart (`depthart import-var`,
             training); or one of `depthart.PRESETS` for a randomly initialised model.
         device: torch device. Defaults to "cpu".
+
+    `model.default_sampler` is the sampler the checkpoint recommends ("greedy" or "expect"; greedy for
+    presets); `model.predict(image)` follows it unless given a sampler.
     """
     from .checkpoint import load as _load
 

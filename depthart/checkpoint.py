@@ -1,7 +1,9 @@
 """Checkpoints: safetensors weights with the model config stored beside them, and VAR import.
 
 Format: one `.safetensors` file; its metadata holds `format = "depthart"`, `format_version`
-and `config` (the ModelConfig as JSON). Tensor names are the DepthART state dict: VAR's names
+and `config` (the ModelConfig as JSON), and optionally `sampler`, the token sampler the checkpoint's
+numbers were made with ("greedy" or "expect"; absent means greedy), which every entry point follows
+unless told otherwise. Tensor names are the DepthART state dict: VAR's names
 for the transformer, `vae.` + VAR's VQ-VAE names for the VQ-VAE. Files are written atomically.
 """
 
@@ -20,6 +22,7 @@ from .fileio import atomic_path
 FORMAT = "depthart"
 FORMAT_VERSION = "1"
 VAR_PATCH_NUMS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
+SAMPLERS = ("greedy", "expect")  # the deterministic samplers a checkpoint may recommend
 
 
 def build_model(cfg: ModelConfig, device="cpu", empty: bool = False):
@@ -48,12 +51,14 @@ def save_checkpoint(model, path, extra_metadata: dict | None = None, dtype=None)
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.cfg.to_json()}
     meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
+    if "sampler" in meta:
+        _check_sampler(meta["sampler"], path)
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=meta)
 
 
-def read_config(path) -> ModelConfig:
-    """The ModelConfig stored in a checkpoint, without reading the weights."""
+def _read_metadata(path) -> dict:
+    """A depthart checkpoint's metadata, checked for format and version, without reading the weights."""
     from safetensors import safe_open
 
     try:
@@ -67,26 +72,59 @@ def read_config(path) -> ModelConfig:
     if meta.get("format_version") != FORMAT_VERSION:
         raise DepthartError(f"{path}: checkpoint format version {meta.get('format_version')} is not "
                             f"supported by this depthart (reads version {FORMAT_VERSION})")
+    return meta
+
+
+def _config_of(meta: dict, path) -> ModelConfig:
     try:
         return ModelConfig.from_dict(json.loads(meta["config"]))
     except ValueError as e:
         raise DepthartError(f"{path}: invalid model config: {e}") from None
 
 
+def _check_sampler(value, path) -> str:
+    if value not in SAMPLERS:
+        raise DepthartError(f"{path}: metadata names sampler {value!r}; a checkpoint can recommend "
+                            f"{' or '.join(SAMPLERS)}")
+    return value
+
+
+def read_config(path) -> ModelConfig:
+    """The ModelConfig stored in a checkpoint, without reading the weights."""
+    return _config_of(_read_metadata(path), path)
+
+
+def read_sampler(path) -> str:
+    """The sampler a checkpoint recommends (its metadata's `sampler`: "greedy" or "expect"; "greedy" when it
+    names none), without reading the weights. Raises DepthartError, naming the file, for any other value."""
+    return _check_sampler(_read_metadata(path).get("sampler", "greedy"), path)
+
+
+def model_sampler(model) -> str:
+    """The sampler a model recommends: `model.default_sampler`, set by `load` / `load_checkpoint` from the
+    checkpoint; "greedy" for models made any other way (presets, training)."""
+    return getattr(model, "default_sampler", "greedy")
+
+
 def load_checkpoint(path, device="cpu"):
-    """A model in eval mode from a depthart checkpoint."""
+    """A model in eval mode from a depthart checkpoint; `model.default_sampler` is the sampler the
+    checkpoint recommends (`read_sampler`)."""
     from safetensors.torch import load_file
 
-    cfg = read_config(path)
+    meta = _read_metadata(path)
+    cfg = _config_of(meta, path)
+    sampler = _check_sampler(meta.get("sampler", "greedy"), path)
     model = build_model(cfg, device, empty=True)
     state = load_file(os.fspath(path), device=str(device))
     _load_strict(model, state, str(path))
+    model.default_sampler = sampler
     return model.eval()
 
 
 def load(path_or_preset=None, device="cpu"):
     """A model in eval mode: from a checkpoint path, a preset name (random weights, with a warning),
-    or None / "default" for the trained default that ships with depthart."""
+    or None / "default" for the trained default that ships with depthart. `model.default_sampler` is
+    the sampler the checkpoint recommends ("greedy" for presets)."""
     if path_or_preset is None or path_or_preset == "default":
         return load_checkpoint(default_checkpoint(), device)
     p = os.fspath(path_or_preset)
@@ -94,7 +132,9 @@ def load(path_or_preset=None, device="cpu"):
         return load_checkpoint(p, device)
     if p in PRESETS:
         warnings.warn(f"preset {p!r} has random weights: its depth maps are not meaningful", stacklevel=2)
-        return build_model(PRESETS[p], device).eval()
+        model = build_model(PRESETS[p], device).eval()
+        model.default_sampler = "greedy"
+        return model
     if os.path.exists(p):
         raise DepthartError(f"{p}: not a file")
     raise DepthartError(f"{p}: no such checkpoint file, and not a preset ({', '.join(PRESETS)})")

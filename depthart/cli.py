@@ -59,6 +59,18 @@ def _default_checkpoint(checkpoint):
         _fail(str(e))
 
 
+def _resolve_sampler(sampler: str, model) -> str:
+    """--sampler auto -> the sampler the loaded checkpoint recommends (said on stderr when it is not greedy)."""
+    from .checkpoint import model_sampler
+
+    if sampler != "auto":
+        return sampler
+    sampler = model_sampler(model)
+    if sampler != "greedy":
+        click.echo(f"sampler: {sampler} (recommended by the checkpoint; --sampler greedy for argmax)", err=True)
+    return sampler
+
+
 def _need_torch():
     try:
         import torch  # noqa: F401
@@ -142,9 +154,11 @@ def _unique_stems(paths: list[str]) -> list[str]:
               help="Default: the trained model shipped with depthart. A depthart checkpoint (.safetensors), or a preset name "
                    f"({', '.join(PRESETS)}) for random weights. Env: DEPTHART_CHECKPOINT.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
-@click.option("--sampler", type=click.Choice(["greedy", "expect", "topk", "mean"]), default="greedy", show_default=True,
-              help="Token choice per scale: argmax; the expected code vector under the predicted distribution; "
-                   "top-k/top-p sampling; the release's mean of N samples.")
+@click.option("--sampler", type=click.Choice(["auto", "greedy", "expect", "topk", "mean"]), default="auto",
+              show_default=True,
+              help="Token choice per scale. auto: the one the checkpoint recommends (its metadata; greedy when "
+                   "it names none, and for presets); greedy: argmax; expect: the expected code vector under the "
+                   "predicted distribution; topk: top-k/top-p sampling; mean: the release's mean of N samples.")
 @click.option("--top-k", type=int, default=None, help="For topk/mean: keep the k most likely tokens (mean: 900; 0 = off).")
 @click.option("--top-p", type=float, default=None, help="For topk/mean: nucleus mass (mean: 0.9; 0 = off).")
 @click.option("--num-samples", default=5, show_default=True, help="For mean.")
@@ -173,6 +187,7 @@ def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, n
         model = _load_model(_default_checkpoint(checkpoint), device)
     except DepthartError as e:
         _fail(str(e))
+    sampler = _resolve_sampler(sampler, model)
 
     failed = []
     stems = _unique_stems(paths)
@@ -268,7 +283,8 @@ def export_cmd(checkpoint, output, trt, precision, calib_images, num_calib, cali
     for name, g in manifest["graphs"].items():
         err = max((parity.get("max_abs") or {}).get(name, {}).values(), default=None)
         click.echo(f"{name:<10} {g['bytes'] / 1e6:>9.2f} {len(g['ops']):>4}  {'-' if err is None else f'{err:.2e}'}")
-    click.echo(f"wrote {output}")
+    samp = manifest.get("sampler", "greedy")
+    click.echo(f"wrote {output}" + ("" if samp == "greedy" else f" (runtime sampler: {samp}, from the checkpoint)"))
     if parity and not parity["passed"]:
         _fail("parity check FAILED: " + "; ".join(parity["failures"]))
     if trt:
@@ -295,11 +311,14 @@ def export_cmd(checkpoint, output, trt, precision, calib_images, num_calib, cali
 @click.option("--device", default="cpu", show_default=True,
               help="onnxruntime execution providers in order: cpu, cuda, trt (comma-separated).")
 @click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Images per pass.")
+@click.option("--sampler", type=click.Choice(["auto", "greedy", "expect"]), default="auto", show_default=True,
+              help="Token choice per scale. auto: the one in the bundle's manifest (what its checkpoint recommends; "
+                   "greedy when it names none); greedy: argmax; expect: the expected code vector.")
 @click.option("--side-by-side", is_flag=True, help="Also write <stem>_side.png (input | colour depth).")
 @click.option("--ply", is_flag=True, help="Also write <stem>.ply, a point cloud from assumed intrinsics.")
 @click.option("--fov", default=60.0, show_default=True, help="Horizontal field of view assumed for --ply (degrees).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-def run_cmd(bundle, inputs, output_dir, backend, device, batch, side_by_side, ply, fov, overwrite):
+def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by_side, ply, fov, overwrite):
     """Run an exported bundle (no PyTorch needed) on images, folders, videos or camera:N.
 
     Images give <stem>.npy, <stem>.png (16-bit) and <stem>_color.png; videos and cameras give a colour
@@ -314,7 +333,7 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, side_by_side, pl
     from .runtime.media import DepthVideoWriter, expand_sources, video_frames, write_ply, write_side_by_side
 
     try:
-        rt = DepthRuntime(bundle, backend=backend, device=device)
+        rt = DepthRuntime(bundle, backend=backend, device=device, sampler=sampler)
     except DepthartError as e:
         _fail(str(e))
     sources = expand_sources(inputs)
@@ -404,7 +423,8 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, side_by_side, pl
 @click.option("--no-eager", is_flag=True, help="Skip PyTorch eager (e.g. on a torch-free install).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all numbers as JSON.")
 def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eager, json_out):
-    """Latency of PyTorch eager vs the runtime backends, same model, same image, interleaved.
+    """Latency of PyTorch eager vs the runtime backends, same model, same image, same sampler (the bundle's:
+    what the checkpoint recommends), interleaved.
 
     Prints p50/p90 end to end and per stage, the speed-up over eager, achieved GFLOP/s, memory and
     the machine. Random-weight presets are fine for speed: depthart bench -c d16
@@ -438,7 +458,8 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
             import torch
             from torch.utils.flop_counter import FlopCounterMode
 
-            from .checkpoint import load
+            from .checkpoint import load, model_sampler
+            from .sampling import make_sampler
 
             if device.startswith("cuda") and not torch.cuda.is_available():
                 _fail(f"--device {device}: CUDA is not available on this machine; use --device cpu")
@@ -448,16 +469,26 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
                 model = load(checkpoint, "cuda" if device.startswith("cuda") else "cpu")
             size = model.cfg.image_size
             dev = model.pos_1LC.device
+            # eager uses the sampler the runtime will: the bundle's, or the model's (which its export records)
+            samp_name = model_sampler(model)
+            if bundle is not None:
+                from .runtime.manifest import load_manifest, manifest_sampler
+
+                try:
+                    samp_name = manifest_sampler(load_manifest(bundle))
+                except DepthartError as e:
+                    _fail(str(e))
+            samp = make_sampler(samp_name)
             x = torch.from_numpy(to_model_input(img, size))[None].to(dev)
             with FlopCounterMode(display=False) as fc:
-                model.predict_normalized(x)
+                model.predict_normalized(x, samp)
             flops = float(fc.get_total_flops())
 
             def eager(im):
                 t0 = time.perf_counter()
                 t = torch.from_numpy(to_model_input(im, size))[None].to(dev)
                 stages = {"preprocess": time.perf_counter() - t0}
-                d = model.predict_normalized(t, timings=stages)[0, 0].float().cpu().numpy()
+                d = model.predict_normalized(t, samp, timings=stages)[0, 0].float().cpu().numpy()
                 t1 = time.perf_counter()
                 resize_depth(d, im.height, im.width)
                 stages["postprocess"] = time.perf_counter() - t1
@@ -465,8 +496,9 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
                 return stages
 
             if not no_eager:
-                contenders[f"eager ({dev})"] = eager
-                memory[f"eager ({dev})"] = rss_mb()[0] - before
+                label = f"eager ({dev})" if samp_name == "greedy" else f"eager ({dev}, sampler {samp_name})"
+                contenders[label] = eager
+                memory[label] = rss_mb()[0] - before
             if bundle is None:
                 from .export.bundle import export_bundle
 
@@ -550,6 +582,9 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite):
         rt = DepthRuntime(bundle)
     except DepthartError as e:
         _fail(str(e))
+    from .sampling import make_sampler
+
+    samp = make_sampler(rt.sampler)  # the runtime follows the bundle (the checkpoint's sampler); eager does too
     inputs = os.path.join(output_dir, "inputs")
     os.makedirs(inputs)
     samples = {}
@@ -568,10 +603,11 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite):
         img = img.convert("RGB")
         img.save(os.path.join(inputs, f"{name}.png"))
         depth = rt.predict(img).depth
-        worst = max(worst, float(np.abs(depth - model.predict(img)).max()))
+        worst = max(worst, float(np.abs(depth - model.predict(img, samp)).max()))
         save_depth(depth, out, name)
         write_side_by_side(os.path.join(out, f"{name}_side.png"), np.asarray(img), depth)
-    click.echo(f"wrote {len(samples)} depth maps to {out} (runtime vs PyTorch max abs diff {worst:.1e})")
+    click.echo(f"wrote {len(samples)} depth maps to {out} (sampler {rt.sampler}; runtime vs PyTorch max abs diff "
+               f"{worst:.1e})")
     import torch
 
     size = model.cfg.image_size
@@ -583,7 +619,7 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite):
         t = time.perf_counter()
         stages = {}
         x = torch.from_numpy(to_model_input(im, size))[None]
-        d = model.predict_normalized(x, timings=stages)[0, 0].numpy()
+        d = model.predict_normalized(x, samp, timings=stages)[0, 0].numpy()
         resize_depth(d, im.height, im.width)
         stages["total"] = time.perf_counter() - t
         return stages

@@ -374,10 +374,14 @@ class DepthART(nn.Module):
     def predict(self, image, sampler=None):
         """Depth of one image (PIL image, uint8/uint16 array or path) as float32 HxW in [0, 1], at its size.
 
-        0 is near. Preprocessing and the resize back: `depthart.preprocess`.
+        0 is near. Preprocessing and the resize back: `depthart.preprocess`. `sampler` None: the one the
+        checkpoint recommends (`default_sampler`, set by `depthart.load`; greedy for other models).
         """
         from .preprocess import load_image, resize_depth, to_model_input
+        from .sampling import make_sampler
 
+        if sampler is None:
+            sampler = make_sampler(getattr(self, "default_sampler", "greedy"))
         img = load_image(image)
         x = torch.from_numpy(to_model_input(img, self.cfg.image_size))[None].to(self.pos_1LC.device)
         depth = self.predict_normalized(x, sampler)[0, 0].float().cpu().numpy()

@@ -40,7 +40,8 @@ def export_bundle(model, out_dir, *, source: str, checkpoint_sha256: str | None 
     """Export `model` to the bundle folder `out_dir`. Returns the manifest.
 
     Args:
-        model: a DepthART model (eval mode is set here).
+        model: a DepthART model (eval mode is set here). Its recommended sampler (`model.default_sampler`,
+            set when loaded from a checkpoint; greedy otherwise) becomes the manifest's "sampler".
         out_dir: the bundle folder to create.
         source: where the weights came from (checkpoint path or preset name), recorded in the manifest.
         checkpoint_sha256: hash of the checkpoint file, if any.
@@ -63,6 +64,8 @@ def export_bundle(model, out_dir, *, source: str, checkpoint_sha256: str | None 
 
 
 def _export(model, out_dir, source, checkpoint_sha256, check, say) -> dict:
+    from ..checkpoint import model_sampler
+
     cfg = model.cfg
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
@@ -101,6 +104,7 @@ def _export(model, out_dir, source, checkpoint_sha256, check, say) -> dict:
             "steps": steps(cfg),
             "graphs": graphs,
             "codebook": "codebook.npy",
+            "sampler": model_sampler(model),  # what the runtime uses by default (the checkpoint's recommendation)
             "parity": None,
             "software": mf.software_versions(),
         }

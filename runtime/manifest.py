@@ -11,6 +11,7 @@ SCHEMA_VERSION = 1
 FORMAT = "depthart-bundle"
 REQUIRED = ("model", "steps", "graphs", "kv_cache", "image_size", "precision")
 GRAPHS = ("prefix", "step", "decoder")
+SAMPLERS = ("greedy", "expect")  # the manifest's optional "sampler"; absent means greedy
 
 
 def load_manifest(bundle_dir) -> dict:
@@ -40,7 +41,14 @@ def load_manifest(bundle_dir) -> dict:
         for f in [g["file"], *g.get("data_files", [])]:
             if not os.path.isfile(os.path.join(bundle_dir, f)):
                 raise DepthartError(f"{bundle_dir}: graph {name!r} needs {f}, which is missing")
+    if m.get("sampler", "greedy") not in SAMPLERS:
+        raise DepthartError(f"{path}: sampler {m['sampler']!r} is not one of {', '.join(SAMPLERS)}")
     return m
+
+
+def manifest_sampler(m: dict) -> str:
+    """The sampler a (validated) manifest recommends: its "sampler", or "greedy" for bundles without one."""
+    return m.get("sampler", "greedy")
 
 
 def check_io(name: str, declared: dict, actual_inputs: list[str], actual_outputs: list[str]) -> None:

@@ -24,7 +24,8 @@ import numpy as np
 
 from ..errors import DepthartError
 from ..preprocess import load_image, resize_depth, to_model_input
-from .manifest import load_manifest
+from .manifest import SAMPLERS, load_manifest, manifest_sampler
+from .sampling import make_sampler
 
 
 @dataclasses.dataclass
@@ -126,6 +127,10 @@ class DepthRuntime:
         device: for "ort", execution providers in order of preference, comma-separated: "cpu", "cuda",
             "trt". Defaults to "cpu". Ignored by "trt".
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+        sampler: token choice per scale when `predict` is given none: "auto" (default) follows the bundle's
+            manifest (the sampler its checkpoint recommends; greedy when it names none), "greedy" is the step
+            graph's argmax, "expect" the expected code vector (runtime.sampling.Expected). The name in use
+            is `self.sampler`.
 
     One runtime serves one thread at a time: `predict` holds a lock, so sharing a runtime between
     threads is safe but serialised; for parallel work create one runtime per thread.
@@ -134,9 +139,14 @@ class DepthRuntime:
     (with zero images) and larger ones run in several passes.
     """
 
-    def __init__(self, bundle_dir, backend: str = "ort", device: str = "cpu", threads: int | None = None):
+    def __init__(self, bundle_dir, backend: str = "ort", device: str = "cpu", threads: int | None = None,
+                 sampler: str = "auto"):
         self.bundle_dir = os.fspath(bundle_dir)
         self.manifest = load_manifest(self.bundle_dir)
+        if sampler != "auto" and sampler not in SAMPLERS:
+            raise DepthartError(f"unknown sampler {sampler!r}; use auto, {' or '.join(SAMPLERS)}")
+        self.sampler = manifest_sampler(self.manifest) if sampler == "auto" else sampler
+        self._sampler = make_sampler(self.sampler)  # None for greedy: the step graph's argmax
         parity = self.manifest.get("parity") or {}
         if parity.get("passed") is False:
             raise DepthartError(f"{self.bundle_dir}: its graphs failed the parity check against PyTorch at export "
@@ -156,6 +166,8 @@ class DepthRuntime:
         self.fixed_batch = getattr(self.backend, "fixed_batch", None)  # TensorRT: the engines' batch size
         self._plans: dict[int, _Plan] = {}
         self._lock = threading.Lock()
+        if self._sampler is not None:
+            self._codebook()  # a bundle without one fails here, not at the first prediction
 
     def _plan(self, batch: int) -> _Plan:
         if batch > self.max_batch:
@@ -165,13 +177,24 @@ class DepthRuntime:
         return self._plans[batch]
 
     def predict(self, image, sampler=None) -> DepthResult:
-        """Depth for one image (path, PIL image or array; see depthart.preprocess)."""
+        """Depth for one image (path, PIL image or array; see depthart.preprocess).
+
+        sampler: None (or "auto") for the runtime's own (`self.sampler`), a name ("greedy", "expect", "topk", "mean";
+        see runtime.sampling.make_sampler) or a sampler object (e.g. runtime.sampling.TopKTopP(seed=0)).
+        """
         return self.predict_batch([image], sampler)[0]
 
     def predict_batch(self, images, sampler=None) -> list[DepthResult]:
         """Depth for several images in one pass through the graphs (one batch; on TensorRT, passes of the
-        engines' batch size)."""
+        engines' batch size). `sampler` as for `predict`."""
         images = list(images)
+        if sampler is None or (isinstance(sampler, str) and sampler == "auto"):
+            sampler = self._sampler
+        elif isinstance(sampler, str):
+            try:
+                sampler = make_sampler(sampler)
+            except ValueError as e:
+                raise DepthartError(str(e)) from None
         if self.fixed_batch and len(images) > self.fixed_batch:
             return [r for i in range(0, len(images), self.fixed_batch)
                     for r in self.predict_batch(images[i:i + self.fixed_batch], sampler)]
@@ -202,4 +225,6 @@ class DepthRuntime:
         return self._cb
 
     def describe(self) -> str:
-        return self.backend.describe()
+        """The backend and its providers, and the sampler when it is not greedy."""
+        d = self.backend.describe()
+        return d if self.sampler == "greedy" else f"{d}, sampler {self.sampler}"

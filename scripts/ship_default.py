@@ -1,17 +1,21 @@
 """Pick the best of a train_default.sh run's models and write it, fp16, as the shipped default.
 
-    python scripts/ship_default.py RUN_ROOT
+    python scripts/ship_default.py RUN_ROOT [--sampler greedy|any]
 
-Reads RUN_ROOT/eval_{depthart,var}{,2}/summary.json (both methods, both stages, where present: held-out
-procedural scenes, median scale, greedy tokens), keeps the model with the lowest AbsRel (the checkpoint
-file that summary scored), stores its weights in fp16 (safetensors, the config in the metadata) at
+Reads RUN_ROOT/diag_<run>_<sampler>.json (scripts/diagnose_model.py: 300 held-out procedural scenes at
+64 px, median scale; runs tf, tf2, da; samplers greedy and expect), keeps the (run, sampler) with the
+lowest AbsRel (greedy only with --sampler greedy, the default), stores its weights in fp16
+(safetensors, the config in the metadata, with the scores and the sampler they were made with) at
 depthart/assets/default.safetensors, and checks that the fp16 copy predicts what the fp32 one does.
 """
 
 from __future__ import annotations
 
+import argparse
+import glob
 import json
 import os
+import re
 import sys
 
 import torch
@@ -21,33 +25,35 @@ from depthart.config import DEFAULT_CHECKPOINT
 from depthart.evaluation.runner import checkpoint_hash
 
 LIMIT_MB = 25.0
+RUNS = {"tf": "var", "tf2": "var", "da": "depthart"}  # run folder -> training method of its last stage
 
 
-CANDIDATES = ("depthart", "var", "depthart2", "var2")  # eval_<name>: stage 1 and stage 2 of each method
-
-
-def main(root: str) -> None:
-    scores, sources = {}, {}
-    for method in CANDIDATES:
-        path = os.path.join(root, f"eval_{method}", "summary.json")
-        if not os.path.isfile(path):
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("root", nargs="?", default="runs/default")
+    ap.add_argument("--sampler", choices=["greedy", "any"], default="greedy")
+    args = ap.parse_args()
+    found = {}
+    for path in sorted(glob.glob(os.path.join(args.root, "diag_*_*.json"))):
+        m = re.fullmatch(r"diag_(\w+?)_(greedy|expect)\.json", os.path.basename(path))
+        if not m or m.group(1) not in RUNS or (args.sampler == "greedy" and m.group(2) != "greedy"):
             continue
         with open(path) as f:
-            summary = json.load(f)
-        src = summary["checkpoint"]
-        if summary.get("sampler") not in (None, "greedy"):
-            sys.exit(f"{method}: scored with --sampler {summary['sampler']}; the default model predicts greedily")
-        if not os.path.isfile(src) or checkpoint_hash(src) != summary["checkpoint_hash"]:
-            sys.exit(f"{method}: {src}, which the evaluation scored, is missing or has changed since; evaluate again")
-        scores[method], sources[method] = summary["metrics"], src
-    if not scores:
-        sys.exit(f"no eval_{{{','.join(CANDIDATES)}}}/summary.json in {root}: evaluate first")
-    best = min(scores, key=lambda m: scores[m]["abs_rel"])
-    src = sources[best]
-    model = load_checkpoint(src)
+            d = json.load(f)
+        if not os.path.isfile(d["checkpoint"]):
+            sys.exit(f"{path}: {d['checkpoint']} is missing; evaluate again")
+        found[(m.group(1), m.group(2))] = d
+    if not found:
+        sys.exit(f"no diag_<run>_<sampler>.json in {args.root}: run scripts/diagnose_model.py first")
+    best = min(found, key=lambda k: found[k]["scores"]["model"]["abs_rel"])
+    d = found[best]
+    model = load_checkpoint(d["checkpoint"])
+    s = d["scores"]
+    meta = {"method": RUNS[best[0]], "source": os.path.relpath(d["checkpoint"], args.root), "sampler": best[1],
+            "source_sha256": checkpoint_hash(d["checkpoint"]),
+            "heldout_64px_abs_rel": f"{s['model']['abs_rel']:.4f}", "heldout_64px_delta1": f"{s['model']['delta1']:.4f}",
+            "heldout_64px_shuffled_abs_rel": f"{s['shuffled across scenes']['abs_rel']:.4f}"}
     os.makedirs(os.path.dirname(DEFAULT_CHECKPOINT), exist_ok=True)
-    meta = {"method": best.rstrip("2"), "source": os.path.join(os.path.basename(os.path.dirname(src)), os.path.basename(src)),
-            "procedural_abs_rel": f"{scores[best]['abs_rel']:.4f}", "procedural_delta1": f"{scores[best]['delta1']:.4f}"}
     save_checkpoint(model, DEFAULT_CHECKPOINT, extra_metadata=meta, dtype=torch.float16)
     size_mb = os.path.getsize(DEFAULT_CHECKPOINT) / 2**20
     if size_mb > LIMIT_MB:
@@ -56,12 +62,12 @@ def main(root: str) -> None:
     img = torch.rand(4, 3, model.cfg.image_size, model.cfg.image_size) * 2 - 1
     with torch.no_grad():
         a, b = model.predict_normalized(img), half.predict_normalized(img)
-    others = ", ".join(f"{m} {s['abs_rel']:.4f}" for m, s in scores.items() if m != best)
-    print(f"shipped {best} (AbsRel {scores[best]['abs_rel']:.4f}, delta1 {scores[best]['delta1']:.4f}; "
-          f"other: {others}) "
-          f"-> {DEFAULT_CHECKPOINT}, {size_mb:.1f} MB; fp16 vs fp32 depth max abs diff "
+    others = ", ".join(f"{r}/{sm} {v['scores']['model']['abs_rel']:.4f}" for (r, sm), v in sorted(found.items())
+                       if (r, sm) != best)
+    print(f"shipped {best[0]} with {best[1]} (AbsRel {s['model']['abs_rel']:.4f}, delta1 {s['model']['delta1']:.4f}; "
+          f"others: {others}) -> {DEFAULT_CHECKPOINT}, {size_mb:.1f} MB; fp16 vs fp32 depth max abs diff "
           f"{(a - b).abs().max().item():.2e}")
 
 
 if __name__ == "__main__":
-    main(*(sys.argv[1:] or ["runs/default"]))
+    main()

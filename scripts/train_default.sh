@@ -11,6 +11,8 @@
 # Each stage resumes (--resume) when re-run after an interruption; finished stages are skipped.
 # Usage: bash scripts/train_default.sh [RUN_ROOT]   (env: SCENES, VAE_STEPS, TF_STEPS, FT_STEPS_TF, FT_STEPS_DA)
 set -euo pipefail
+# passive OpenMP waits: with another process on the cores, spinning threads made steps 7x slower (docs/training.md)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 ROOT=${1:-runs/default}
 SCENES=${SCENES:-32000}
 VAE_STEPS=${VAE_STEPS:-800}

@@ -88,6 +88,28 @@ def tiny_bundle(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_expect_bundle(tmp_path_factory):
+    """tiny_bundle's weights in a checkpoint whose metadata names the `expect` sampler, and its bundle.
+
+    {"model" (loaded from "ckpt": default_sampler "expect"), "ckpt", "dir"}.
+    """
+    import torch
+
+    from depthart.checkpoint import load_checkpoint, save_checkpoint
+    from depthart.config import get_preset
+    from depthart.export.bundle import export_bundle
+    from depthart.model import DepthART
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("expect")
+    ckpt = root / "tiny_expect.safetensors"
+    save_checkpoint(randomize_(DepthART(get_preset("tiny")).eval()), ckpt, extra_metadata={"sampler": "expect"})
+    model = load_checkpoint(ckpt)
+    export_bundle(model, root / "bundle", source=str(ckpt), check=False)
+    return {"model": model, "ckpt": ckpt, "dir": root / "bundle"}
+
+
+@pytest.fixture(scope="session")
 def small_bundle(tmp_path_factory):
     """The `small` preset with random weights, exported with the parity check."""
     import torch

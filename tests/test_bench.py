@@ -22,6 +22,18 @@ def test_bench_tiny_reports_every_contender(tiny_bundle, tmp_path):
     assert data["flops_per_frame"] > 0 and data["matmul_gflops"] > 0 and data["machine"]["cpu_count"] >= 1
 
 
+def test_bench_times_eager_with_the_runtimes_sampler(tiny_expect_bundle):
+    r = CliRunner().invoke(main, ["bench", "-c", str(tiny_expect_bundle["ckpt"]), "--bundle",
+                                  str(tiny_expect_bundle["dir"]), "--runs", "1", "--warmup", "0"])
+    assert r.exit_code == 0, r.output
+    assert "eager (cpu, sampler expect)" in r.output and "ort: " in r.output
+    assert r.output.count("sampler expect") >= 2  # eager and the runtime both
+    r = CliRunner().invoke(main, ["bench", "-c", "tiny", "--bundle", str(tiny_expect_bundle["dir"]), "--runs", "1",
+                                  "--warmup", "0"])
+    assert r.exit_code == 0, r.output
+    assert "eager (cpu, sampler expect)" in r.output  # a preset is greedy, but the bundle's sampler wins
+
+
 def test_bench_needs_something_to_measure():
     r = CliRunner().invoke(main, ["bench"])
     assert r.exit_code == 1 and "--checkpoint" in r.output

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from depthart.checkpoint import import_var, load, load_checkpoint, read_config, save_checkpoint
+from depthart.checkpoint import (import_var, load, load_checkpoint, model_sampler, read_config, read_sampler,
+                                 save_checkpoint)
 from depthart.errors import DepthartError
 
 
@@ -47,6 +48,30 @@ def test_load_by_preset_warns_and_bad_paths_fail_clearly(tmp_path):
     save_file({"x": torch.zeros(2)}, tmp_path / "other.safetensors")
     with pytest.raises(DepthartError, match="not a depthart checkpoint"):
         load(tmp_path / "other.safetensors")
+
+
+def test_a_checkpoint_names_the_sampler_its_numbers_were_made_with(tiny_model, tmp_path):
+    plain, expect = tmp_path / "plain.safetensors", tmp_path / "expect.safetensors"
+    save_checkpoint(tiny_model, plain)
+    save_checkpoint(tiny_model, expect, extra_metadata={"sampler": "expect", "method": "depthart"})
+    assert read_sampler(plain) == "greedy" and read_sampler(expect) == "expect"
+    assert load_checkpoint(plain).default_sampler == "greedy"
+    assert load_checkpoint(expect).default_sampler == "expect" and load(expect).default_sampler == "expect"
+    with pytest.warns(UserWarning, match="random weights"):
+        assert load("tiny").default_sampler == "greedy"
+    assert model_sampler(tiny_model) == "greedy"  # built, not loaded: greedy
+    # a value other than greedy / expect is refused, naming the file, on reading and on writing
+    from safetensors.torch import save_file
+
+    meta = {"format": "depthart", "format_version": "1", "config": tiny_model.cfg.to_json(), "sampler": "topk"}
+    bad = tmp_path / "bad.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny_model.state_dict().items()}, bad, metadata=meta)
+    for fn in (read_sampler, load_checkpoint, load):
+        with pytest.raises(DepthartError, match=r"bad\.safetensors: metadata names sampler 'topk'; .*greedy or expect"):
+            fn(bad)
+    with pytest.raises(DepthartError, match="sampler 'Expect'"):
+        save_checkpoint(tiny_model, tmp_path / "x.safetensors", extra_metadata={"sampler": "Expect"})
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_import_var_infers_sizes_and_reproduces_the_model(tiny_model, tmp_path):

@@ -56,6 +56,26 @@ def test_bad_inputs_are_named_and_the_rest_still_processed(tiny_checkpoint, samp
     assert sorted(p.name for p in out.iterdir()) == ["good.npy", "good.png", "good_color.png"]
 
 
+def test_predict_follows_the_sampler_the_checkpoint_names(tiny_model, sample_photo, tmp_path):
+    from depthart.checkpoint import save_checkpoint
+    from depthart.sampling import Expected
+
+    ckpt = tmp_path / "expect.safetensors"
+    save_checkpoint(tiny_model, ckpt, extra_metadata={"sampler": "expect"})
+    r = run("predict", sample_photo, "-o", tmp_path / "auto", "-c", ckpt)
+    assert r.exit_code == 0, r.output
+    assert "sampler: expect (recommended by the checkpoint" in r.output
+    expect, greedy = tiny_model.predict(sample_photo, Expected()), tiny_model.predict(sample_photo)
+    assert np.abs(expect - greedy).max() > 1e-3
+    np.testing.assert_allclose(np.load(tmp_path / "auto" / "coffee.npy"), expect, atol=1e-6, rtol=0)
+    r = run("predict", sample_photo, "-o", tmp_path / "greedy", "-c", ckpt, "--sampler", "greedy")
+    assert r.exit_code == 0, r.output
+    assert "sampler:" not in r.output
+    np.testing.assert_allclose(np.load(tmp_path / "greedy" / "coffee.npy"), greedy, atol=1e-6, rtol=0)
+    r = run("predict", "-h")
+    assert "[default: auto]" in r.output and "checkpoint recommends" in r.output
+
+
 def test_predict_with_a_preset_warns_about_random_weights(sample_photo, tmp_path):
     r = run("predict", sample_photo, "-o", tmp_path, "-c", "tiny")
     assert r.exit_code == 0 and "random weights" in r.output

@@ -1,6 +1,8 @@
 """`depthart demo`: export, runtime on sample images, outputs and a latency table, in one command."""
 
+import json
 import os
+import re
 
 import numpy as np
 
@@ -9,16 +11,24 @@ from click.testing import CliRunner
 from depthart.cli import DEFAULT_CHECKPOINT, main
 
 
-def test_demo_runs_end_to_end(tiny_checkpoint, tmp_path):
+def test_demo_runs_end_to_end(tiny_model, tmp_path):
+    """On a checkpoint that names the expect sampler: the runtime follows it, and so does the eager side of
+    the parity check (greedy there would differ by far more than 1e-4)."""
+    from depthart.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "expect.safetensors"
+    save_checkpoint(tiny_model, ckpt, extra_metadata={"sampler": "expect"})
     out = tmp_path / "demo"
-    r = CliRunner().invoke(main, ["demo", "-c", str(tiny_checkpoint), "-o", str(out), "--runs", "1"])
+    r = CliRunner().invoke(main, ["demo", "-c", str(ckpt), "-o", str(out), "--runs", "1"])
     assert r.exit_code == 0, r.output
     names = sorted(os.listdir(out / "outputs"))
     for stem in ("procedural_indoor", "procedural_outdoor", "middlebury_motorcycle"):
         assert {f"{stem}.npy", f"{stem}_color.png", f"{stem}_side.png"} <= set(names)
-    assert "runtime vs PyTorch max abs diff" in r.output and "vs eager" in r.output
-    assert (out / "bundle" / "manifest.json").is_file()
-    r = CliRunner().invoke(main, ["demo", "-c", str(tiny_checkpoint), "-o", str(out)])
+    assert "vs eager" in r.output and "sampler expect" in r.output
+    diff = re.search(r"runtime vs PyTorch max abs diff (\S+)\)", r.output)
+    assert diff and float(diff.group(1)) <= 1e-4, r.output
+    assert json.loads((out / "bundle" / "manifest.json").read_text())["sampler"] == "expect"
+    r = CliRunner().invoke(main, ["demo", "-c", str(ckpt), "-o", str(out)])
     assert r.exit_code == 1 and "--overwrite" in r.output
 
 

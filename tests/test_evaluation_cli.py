@@ -117,6 +117,30 @@ def test_depthart_protocol_saves_256_predictions_and_rescoring_keeps_the_protoco
         assert r.exit_code == 2 and "--sampler runs a model" in r.output
 
 
+def test_auto_sampler_is_the_checkpoints_and_summary_records_it(tmp_path, tiny_model):
+    from depthart.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "expect.safetensors"
+    save_checkpoint(tiny_model, ckpt, extra_metadata={"sampler": "expect"})
+    r = run(["-d", "middlebury", "-c", ckpt, "--protocol", "depthart", "-o", tmp_path / "auto", "--no-baselines",
+             "--save-predictions"])
+    assert r.exit_code == 0, r.output
+    auto = json.loads((tmp_path / "auto" / "summary.json").read_text())
+    assert auto["sampler"] == "expect" and "sampler expect" in r.stdout
+    assert json.loads((tmp_path / "auto" / "predictions" / "manifest.json").read_text())["sampler"] == "expect"
+    r = run(["-d", "middlebury", "-c", ckpt, "--protocol", "depthart", "-o", tmp_path / "greedy", "--no-baselines",
+             "--sampler", "greedy"])
+    assert r.exit_code == 0, r.output
+    greedy = json.loads((tmp_path / "greedy" / "summary.json").read_text())
+    assert greedy["sampler"] == "greedy" and greedy["metrics"] != auto["metrics"]
+    r = run(["-d", "middlebury", "--predictions", tmp_path / "auto" / "predictions", "-o", tmp_path / "re"])
+    assert r.exit_code == 0, r.output  # the default --sampler is not "given" with --predictions
+    assert json.loads((tmp_path / "re" / "summary.json").read_text())["sampler"] == "expect"
+    r = run(["-d", "middlebury", "--predictions", tmp_path / "auto" / "predictions", "--sampler", "auto",
+             "-o", tmp_path / "g"])
+    assert r.exit_code == 2 and "--sampler runs a model" in r.output
+
+
 def write_scannet(root, n, zero_depth_frame=None):
     rng = np.random.default_rng(0)
     for i in range(n):

@@ -58,6 +58,18 @@ def test_manifest_fully_describes_the_bundle(tiny_bundle):
     assert {o["name"]: o["dtype"] for o in step["outputs"]}["tokens"] == "int64"
     assert m["parity"]["passed"] and m["parity"]["tokens_identical"]
     assert m["parity"]["depth_max_abs"] <= 1e-4
+    assert m["sampler"] == "greedy"  # the checkpoint names none
+
+
+def test_export_records_the_checkpoint_sampler_also_at_lower_precision(tiny_expect_bundle, tmp_path):
+    assert read_manifest(tiny_expect_bundle["dir"])["sampler"] == "expect"
+    out = tmp_path / "fp16"
+    r = CliRunner().invoke(main, ["export", "-c", str(tiny_expect_bundle["ckpt"]), "-o", str(out), "--precision",
+                                  "fp16", "--no-check"])
+    assert r.exit_code == 0, r.output
+    assert "runtime sampler: expect" in r.output
+    m = read_manifest(out)
+    assert m["precision"] == "fp16" and m["sampler"] == "expect"
 
 
 def test_every_graph_meets_the_edge_constraints(tiny_bundle):

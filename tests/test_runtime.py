@@ -157,3 +157,40 @@ def test_numpy_sampling_is_seeded_and_filtered(tiny_bundle, sample_photo):
     draws = TopKTopP(top_k=2, seed=0).draw(np.repeat(lg, 2000, axis=1), 1)[..., 0]
     share = np.bincount(draws.ravel(), minlength=4) / draws.size
     assert share[2:].sum() == 0 and abs(share[0] - 0.5 / 0.8) < 0.05  # renormalised over the top 2
+
+
+def test_bundle_carries_the_checkpoint_sampler_and_the_runtime_follows_it(tiny_expect_bundle, sample_photo,
+                                                                         tmp_path):
+    import shutil
+
+    from depthart.sampling import Expected as TorchExpected
+
+    b, model = tiny_expect_bundle["dir"], tiny_expect_bundle["model"]
+    assert json.loads((b / "manifest.json").read_text())["sampler"] == "expect"
+    rt = DepthRuntime(b)
+    assert rt.sampler == "expect" and rt.describe().endswith("sampler expect")
+    res = rt.predict(sample_photo)
+    np.testing.assert_allclose(res.depth, model.predict(sample_photo, TorchExpected()), atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(rt.predict_batch([sample_photo])[0].depth, res.depth)
+    # greedy on request: in the constructor or per call, and then it is the PyTorch greedy prediction
+    greedy = DepthRuntime(b, sampler="greedy")
+    assert greedy.sampler == "greedy" and "sampler" not in greedy.describe()
+    g = greedy.predict(sample_photo)
+    np.testing.assert_allclose(g.depth, model.predict(sample_photo), atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(rt.predict(sample_photo, "greedy").depth, g.depth)
+    assert np.abs(res.depth - g.depth).max() > 1e-3  # the default really took the expect path
+    np.testing.assert_array_equal(greedy.predict(sample_photo, "expect").depth, res.depth)
+    with pytest.raises(DepthartError, match="unknown sampler 'mean'; use auto, greedy or expect"):
+        DepthRuntime(b, sampler="mean")
+    # a bundle without the key is greedy; an unknown value is refused by name
+    copy = tmp_path / "b"
+    shutil.copytree(b, copy)
+    m = json.loads((copy / "manifest.json").read_text())
+    del m["sampler"]
+    (copy / "manifest.json").write_text(json.dumps(m))
+    assert DepthRuntime(copy).sampler == "greedy"
+    np.testing.assert_array_equal(DepthRuntime(copy).predict(sample_photo).depth, g.depth)
+    m["sampler"] = "beam"
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DepthartError, match=r"manifest.json: sampler 'beam' is not one of greedy, expect"):
+        DepthRuntime(copy)

@@ -72,8 +72,10 @@ def _load_model(checkpoint, device):
                    "prediction, and report the image-use gap (docs/evaluation.md). Default: on up to "
                    f"{AUTO_MAX_SAMPLES} samples while the kept maps fit in {AUTO_MAX_BYTES // 2**30} GiB.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
-@click.option("--sampler", type=click.Choice(["greedy", "expect"]), default="greedy", show_default=True,
-              help="Token choice per scale (as depthart predict): argmax, or the expected code vector.")
+@click.option("--sampler", type=click.Choice(["auto", "greedy", "expect"]), default="auto", show_default=True,
+              help="Token choice per scale (as depthart predict). auto: the one the checkpoint recommends (its "
+                   "metadata; greedy when it names none, and for presets); greedy: argmax; expect: the expected "
+                   "code vector. summary.json records the one used.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs in OUTPUT_DIR.")
 @click.pass_context
 def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protocol, alignment, limit, output_dir,
@@ -132,8 +134,11 @@ def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protoc
             predictor.check(ds.ids[:n], dataset, protocol)
         else:
             model = _load_model(checkpoint, device)
+            from ..checkpoint import model_sampler
             from ..sampling import make_sampler
 
+            if sampler == "auto":
+                sampler = source["sampler"] = model_sampler(model)
             predictor = ModelPredictor(model, make_sampler(sampler))
     except DepthartError as e:
         _fail(str(e))
