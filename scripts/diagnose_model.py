@@ -34,14 +34,22 @@ def score(preds, scenes):
     return {k: float(np.mean([r[k] for r in rows])) for k in ("abs_rel", "delta1")}
 
 
-def prior_map(size: int, n: int = 2000) -> np.ndarray:
+def prior_map(size: int, n: int = 2000, cache: str | None = None) -> np.ndarray:
+    """Mean normalised ground truth of training scenes 0..n-1 (stored in / read from `cache` if given)."""
+    import os
+
+    if cache and os.path.isfile(cache):
+        return np.load(cache)
     acc, cnt = np.zeros((size, size)), np.zeros((size, size))
     for seed in range(n):
         s = generate_scene(seed, size)
         q = np.percentile(s.depth[s.valid], 98)
         acc += np.where(s.valid, np.clip(s.depth / q, 0, 1), 0)
         cnt += s.valid
-    return (acc / np.maximum(cnt, 1)).astype(np.float32)
+    out = (acc / np.maximum(cnt, 1)).astype(np.float32)
+    if cache:
+        np.save(cache, out)
+    return out
 
 
 @torch.no_grad()
@@ -83,6 +91,7 @@ def main():
     ap.add_argument("--sampler", default="greedy")
     ap.add_argument("--json", default=None, help="also write the scores here")
     ap.add_argument("--quick", action="store_true", help="model and shuffled scores only")
+    ap.add_argument("--prior-cache", default=None, help="a .npy file to keep the prior map in between runs")
     ap.add_argument("--ceiling", action="store_true",
                     help="score the VQ-VAE's own reconstruction of the ground truth (every token right) instead")
     args = ap.parse_args()
@@ -105,7 +114,7 @@ def main():
         rows.update({
             "model's map of a flat grey image": score([grey] * len(scenes), scenes),
             "constant": score([np.ones((size, size), np.float32)] * len(scenes), scenes),
-            "prior map (2,000 training scenes)": score([prior_map(size)] * len(scenes), scenes),
+            "prior map (2,000 training scenes)": score([prior_map(size, cache=args.prior_cache)] * len(scenes), scenes),
         })
     print(f"{args.checkpoint}: {args.n} held-out scenes at {size} px, sampler {args.sampler}")
     print(f"| predictor | AbsRel | delta1 |\n|---|---|---|")

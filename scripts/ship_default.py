@@ -4,7 +4,7 @@
 
 Reads RUN_ROOT/diag_<run>_<sampler>.json (scripts/diagnose_model.py: 300 held-out procedural scenes at
 64 px, median scale; runs tf, tf2, da; samplers greedy and expect), keeps the (run, sampler) with the
-lowest AbsRel (greedy only with --sampler greedy, the default), stores its weights in fp16
+lowest AbsRel (any sampler, or greedy only with --sampler greedy), stores its weights in fp16
 (safetensors, the config in the metadata, with the scores and the sampler they were made with) at
 depthart/assets/default.safetensors, and checks that the fp16 copy predicts what the fp32 one does.
 """
@@ -31,7 +31,7 @@ RUNS = {"tf": "var", "tf2": "var", "da": "depthart"}  # run folder -> training m
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("root", nargs="?", default="runs/default")
-    ap.add_argument("--sampler", choices=["greedy", "any"], default="greedy")
+    ap.add_argument("--sampler", choices=["greedy", "any"], default="any")
     args = ap.parse_args()
     found = {}
     for path in sorted(glob.glob(os.path.join(args.root, "diag_*_*.json"))):

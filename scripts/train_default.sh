@@ -16,10 +16,10 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 ROOT=${1:-runs/default}
 SCENES=${SCENES:-32000}
 VAE_STEPS=${VAE_STEPS:-800}
-TF_STEPS=${TF_STEPS:-1800}
+TF_STEPS=${TF_STEPS:-2200}
 # stage 4 gives both methods the same wall time: steps from their measured speeds (docs/experiments.md)
-FT_STEPS_TF=${FT_STEPS_TF:-900}
-FT_STEPS_DA=${FT_STEPS_DA:-900}
+FT_STEPS_TF=${FT_STEPS_TF:-600}
+FT_STEPS_DA=${FT_STEPS_DA:-600}
 mkdir -p "$ROOT"
 
 done_run() { [ -f "$1/metrics.jsonl" ] && grep -q "\"step\": $2," "$1/metrics.jsonl"; }
@@ -59,8 +59,8 @@ done
 # 5. held-out scenes (64 px, median scale, with baselines), greedy and expect; then ship the best
 for ckpt in tf/model_ema tf2/model_ema da/model_ema; do
   for sampler in greedy expect; do
-    python scripts/diagnose_model.py "$ROOT/$ckpt.safetensors" 300 --sampler "$sampler" \
-      > "$ROOT/diag_$(dirname $ckpt)_$sampler.txt"
+    python scripts/diagnose_model.py "$ROOT/$ckpt.safetensors" 300 --sampler "$sampler" --prior-cache "$ROOT/prior64.npy" \
+      --json "$ROOT/diag_$(dirname $ckpt)_$sampler.json" > "$ROOT/diag_$(dirname $ckpt)_$sampler.txt"
   done
 done
 python scripts/ship_default.py "$ROOT"
