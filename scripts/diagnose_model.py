@@ -31,7 +31,12 @@ RANGE = (1e-3, 200.0)
 
 def score(preds, scenes):
     rows = [evaluate(p, s.depth, s.valid, alignment="median_scale", depth_range=RANGE) for p, s in zip(preds, scenes)]
-    return {k: float(np.mean([r[k] for r in rows])) for k in ("abs_rel", "delta1")}
+    out = {k: float(np.mean([r[k] for r in rows])) for k in ("abs_rel", "delta1")}
+    ar = np.array([r["abs_rel"] for r in rows])
+    kind = np.array([s.meta["kind"] for s in scenes])
+    out.update(abs_rel_median=float(np.median(ar)), above_1=float((ar > 1).mean()),
+               **{f"abs_rel_{k}": float(ar[kind == k].mean()) for k in ("indoor", "outdoor") if (kind == k).any()})
+    return out
 
 
 def prior_map(size: int, n: int = 2000, cache: str | None = None) -> np.ndarray:
@@ -120,6 +125,9 @@ def main():
     print(f"| predictor | AbsRel | delta1 |\n|---|---|---|")
     for k, v in rows.items():
         print(f"| {k} | {v['abs_rel']:.3f} | {v['delta1']:.3f} |")
+    m = rows["model"]
+    print(f"model AbsRel: median {m['abs_rel_median']:.3f}, scenes above 1: {100 * m['above_1']:.1f} %, indoor "
+          f"{m.get('abs_rel_indoor', float('nan')):.3f}, outdoor {m.get('abs_rel_outdoor', float('nan')):.3f}")
     gap = rows["shuffled across scenes"]["abs_rel"] - rows["model"]["abs_rel"]
     print(f"image-use gap: {gap:.3f} ({100 * gap / rows['model']['abs_rel']:.1f} % of the model's AbsRel)")
     if args.json:

@@ -42,7 +42,7 @@ def test_images_and_folders_with_all_outputs(tiny_bundle, sample_photo, tmp_path
 
 
 def test_run_follows_the_bundles_sampler_unless_told(tiny_expect_bundle, sample_photo, tmp_path):
-    from depthart.sampling import Expected
+    from depthart.sampling import Expected, Greedy
 
     b, model = tiny_expect_bundle["dir"], tiny_expect_bundle["model"]
     r = run(b, sample_photo, "-o", tmp_path / "auto")
@@ -52,7 +52,7 @@ def test_run_follows_the_bundles_sampler_unless_told(tiny_expect_bundle, sample_
                                atol=1e-4)
     r = run(b, sample_photo, "-o", tmp_path / "greedy", "--sampler", "greedy")
     assert r.exit_code == 0, r.output
-    np.testing.assert_allclose(np.load(tmp_path / "greedy" / "coffee.npy"), model.predict(sample_photo), atol=1e-4)
+    np.testing.assert_allclose(np.load(tmp_path / "greedy" / "coffee.npy"), model.predict(sample_photo, Greedy()), atol=1e-4)
 
 
 def test_video_gives_a_depth_video_at_the_input_frame_rate(tiny_bundle, tmp_path):

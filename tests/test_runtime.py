@@ -163,7 +163,7 @@ def test_bundle_carries_the_checkpoint_sampler_and_the_runtime_follows_it(tiny_e
                                                                          tmp_path):
     import shutil
 
-    from depthart.sampling import Expected as TorchExpected
+    from depthart.sampling import Expected as TorchExpected, Greedy as TorchGreedy
 
     b, model = tiny_expect_bundle["dir"], tiny_expect_bundle["model"]
     assert json.loads((b / "manifest.json").read_text())["sampler"] == "expect"
@@ -176,10 +176,12 @@ def test_bundle_carries_the_checkpoint_sampler_and_the_runtime_follows_it(tiny_e
     greedy = DepthRuntime(b, sampler="greedy")
     assert greedy.sampler == "greedy" and "sampler" not in greedy.describe()
     g = greedy.predict(sample_photo)
-    np.testing.assert_allclose(g.depth, model.predict(sample_photo), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(g.depth, model.predict(sample_photo, TorchGreedy()), atol=1e-4, rtol=0)
     np.testing.assert_array_equal(rt.predict(sample_photo, "greedy").depth, g.depth)
     assert np.abs(res.depth - g.depth).max() > 1e-3  # the default really took the expect path
     np.testing.assert_array_equal(greedy.predict(sample_photo, "expect").depth, res.depth)
+    # the PyTorch model loaded from the checkpoint follows it too
+    np.testing.assert_array_equal(model.predict(sample_photo), model.predict(sample_photo, TorchExpected()))
     with pytest.raises(DepthartError, match="unknown sampler 'mean'; use auto, greedy or expect"):
         DepthRuntime(b, sampler="mean")
     # a bundle without the key is greedy; an unknown value is refused by name
