@@ -127,3 +127,15 @@ def small_bundle(tmp_path_factory):
 
 def pytest_report_header(config):
     return f"depthart tests from {REPO} (cwd {os.getcwd()})"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny ops: more threads only add contention on a shared CPU
+    (10-100x slower with 2 threads under load)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -16,13 +16,7 @@ from depthart.train.losses import depth_latent, depthart_loss, refine_loop, teac
 from depthart.train.trainer import MODEL_FILE, STATE_FILE, TrainConfig, Trainer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops: threads only add contention on a shared CPU (10-100x slower with 2 threads under load)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,7 @@ from depthart.train.losses import depthart_loss, teacher_forcing_loss
 from depthart.train.trainer import MODEL_FILE, TrainConfig, Trainer, lr_factor
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
