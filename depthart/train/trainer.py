@@ -5,9 +5,10 @@
 
 Defaults are the paper's (AdamW lr 1e-4, betas (0.9, 0.999), wd 0.01 on every parameter as the
 release; StepLR every 5000 iterations x 0.8; batch 16), plus gradient clipping at 2.0 and
-optional EMA. Mixed precision (bf16 autocast) only on CUDA. The transformer methods train every
-parameter outside `vae.` with the VQ-VAE frozen (eval mode, no grad); `method="vqvae"` trains only
-the VQ-VAE.
+optional EMA, warm-up and a cosine schedule. Mixed precision (bf16 autocast) on CUDA, and on CPU
+with `amp_cpu`. With `cache_latents`, the frozen VQ-VAE's outputs per sample come from
+`latent_cache`. The transformer methods train every parameter outside `vae.` with the VQ-VAE
+frozen (eval mode, no grad); `method="vqvae"` trains only the VQ-VAE.
 
 A run folder holds
 
@@ -464,7 +465,9 @@ class Trainer:
             raise DepthartError(f"--resume: {mpath} has a different model config")
         self.model.load_state_dict(weights, strict=True)
         self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
+        sched = dict(state["scheduler"])
+        sched.setdefault("lr_lambdas", [None] * len(self.opt.param_groups))  # a StepLR state of older runs
+        self.sched.load_state_dict(sched)
         if self.ema is not None:
             if state["ema"] is None:
                 raise DepthartError("--resume: the run had no EMA; leave out --ema")
