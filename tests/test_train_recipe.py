@@ -102,6 +102,19 @@ def test_losses_with_cached_latents_equal_losses_without(model, scenes, tmp_path
     assert len(list(tmp_path.glob("latents-*.pt"))) == 2
 
 
+def test_latent_cache_is_keyed_by_the_data_leaves_the_rng_alone_and_maps_rank_indices(model, scenes, tmp_path):
+    ds = RenderedDataset(scenes)
+    state = torch.get_rng_state()
+    a = LatentCache.build_or_load(model, ds, 16, str(tmp_path), batch_size=4, data="synthetic:6")
+    assert torch.equal(torch.get_rng_state(), state)  # a run is the same whether the file existed or not
+    LatentCache.build_or_load(model, ds, 16, str(tmp_path), batch_size=4, data="synthetic@100:6")
+    assert len(list(tmp_path.glob("latents-*.pt"))) == 2  # other data: another file, never a stale one
+    # DDP: rank 1 of 2 sees global items 1, 3, 5 as its items 0, 1, 2
+    r1 = LatentCache(a.image_latents, a.f_D, rank=1, world=2)
+    out = r1.add_to({"index": torch.tensor([0, 2])})
+    torch.testing.assert_close(out["f_D"], a.f_D[[1, 5]])
+
+
 def test_latent_cache_refuses_endless_data(model):
     from depthart.data import ProceduralDataset
     from depthart.errors import DepthartError

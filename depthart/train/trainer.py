@@ -215,10 +215,12 @@ class Trainer:
         if resume:
             self.load()
         if cfg.cache_latents:  # after load(): a resumed model's VQ-VAE weights arrive there
-            from .latent_cache import LatentCache
+            from .latent_cache import LatentCache, data_id
 
-            folder = getattr(source, "folder", None) or cfg.out_dir
-            self.latents = LatentCache.build_or_load(self.model, source, self.model_cfg.image_size, folder, log=self.log)
+            whole = source.source if self.world > 1 else source  # the cache covers every rank's samples
+            folder = getattr(whole, "folder", None) or cfg.out_dir
+            self.latents = LatentCache.build_or_load(self.model, whole, self.model_cfg.image_size, folder, log=self.log,
+                                                     data=data_id(whole, cfg.data), rank=self.rank, world=self.world)
 
     # ------------------------------------------------------------ setup
     def _build_model(self, resume: bool):
