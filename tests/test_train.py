@@ -316,6 +316,7 @@ gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
 dist.all_gather(gathered, flat)
 if dist.get_rank() == 0:
     json.dump({"max_diff": float((gathered[0] - gathered[1]).abs().max())}, open(sys.argv[2], "w"))
+dist.barrier()  # both ranks done before the gloo teardown (a rank tearing down early can abort the other)
 dist.destroy_process_group()
 """
 

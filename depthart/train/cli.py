@@ -114,6 +114,7 @@ def _run(cfg, resume: bool):
     if trainer.world > 1:
         import torch.distributed as dist
 
+        dist.barrier()  # every rank finished (rank 0 wrote the checkpoint) before the teardown
         dist.destroy_process_group()
     if trainer.rank == 0:
         done = f"step {trainer.step}" + (f", loss {metrics['loss']:.4f}" if metrics else " (nothing to do)")
