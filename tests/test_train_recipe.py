@@ -19,7 +19,7 @@ from depthart.data.torch_data import make_loader
 from depthart.model import DepthART
 from depthart.train.data import open_source
 from depthart.train.latent_cache import LatentCache
-from depthart.train.losses import depthart_loss, teacher_forcing_loss
+from depthart.train.losses import depthart_loss, scale_weights, teacher_forcing_loss
 from depthart.train.trainer import MODEL_FILE, TrainConfig, Trainer, lr_factor
 
 
@@ -113,6 +113,31 @@ def test_latent_cache_is_keyed_by_the_data_leaves_the_rng_alone_and_maps_rank_in
     r1 = LatentCache(a.image_latents, a.f_D, rank=1, world=2)
     out = r1.add_to({"index": torch.tensor([0, 2])})
     torch.testing.assert_close(out["f_D"], a.f_D[[1, 5]])
+
+
+def test_scale_balanced_ce(model, scenes):
+    counts = [1, 4, 16, 64]
+    for b in (0.0, 0.5, 1.0):
+        w = scale_weights(counts, b)
+        assert float((w * torch.tensor(counts, dtype=torch.float)).sum()) == pytest.approx(1.0)
+    torch.testing.assert_close(scale_weights(counts, 1.0) * torch.tensor(counts, dtype=torch.float),
+                               torch.full((4,), 0.25))
+    torch.testing.assert_close(scale_weights(counts, 0.0), torch.full((4,), 1 / 85))
+    batch = next(iter(make_loader(RenderedDataset(scenes), 16, 3)))
+    tokens = model.vae.img_to_idx(batch["depth"])
+    logits = model.forward_teacher(batch["image"], tokens)
+    per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), torch.cat(tokens, 1), reduction="none")
+    per_scale = torch.stack([per_token[:, b:e].mean() for b, e in model.cfg.scale_ranges()])
+    torch.manual_seed(0)
+    plain, _ = teacher_forcing_loss(model, batch)
+    balanced, _ = teacher_forcing_loss(model, batch, balance=1.0)
+    torch.testing.assert_close(plain, per_token.mean(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(balanced, per_scale.mean(), rtol=1e-4, atol=1e-5)
+    assert not torch.isclose(plain, balanced)
+    loss, metrics = depthart_loss(model, batch, balance=1.0)
+    assert torch.isfinite(loss) and len(metrics["acc"]) == model.cfg.num_scales
+    with pytest.raises(Exception, match="scale_balance"):
+        TrainConfig(scale_balance=1.5)
 
 
 def test_latent_cache_refuses_endless_data(model):

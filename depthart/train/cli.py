@@ -127,6 +127,9 @@ def _run(cfg, resume: bool):
                  help="depthart (the paper's self-refinement, default) or var (teacher forcing baseline)."),
     click.option("--rec-loss/--no-rec-loss", default=None,
                  help="depthart: the release's variant (last scale via Gumbel soft code + 10 x latent MSE)."),
+    click.option("--scale-balance", type=click.FloatRange(0, 1), default=None,
+                 help="CE weight of each scale's tokens ~ n_k ** -B: 0 = every token the same (VAR, default), "
+                      "1 = every scale the same (the coarse scales' few tokens count as much as the finest scale's)."),
     click.option("--cache-latents/--no-cache-latents", default=None,
                  help="Finite data (rendered:FOLDER, synthetic:N): run the frozen VQ-VAE over every sample once and "
                       "keep its outputs (stored beside the data), so each step runs only the transformer."),

@@ -88,11 +88,28 @@ def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, s
     return out
 
 
-def _ce_and_accuracy(logits_list, targets_list):
-    """Mean CE over all tokens of the given scales, and the per-scale argmax accuracy."""
+def scale_weights(token_counts, balance: float = 0.0) -> torch.Tensor:
+    """Weight of each scale's tokens in the CE: proportional to n_k ** -balance, normalised so the
+    weights of all tokens sum to 1. balance 0: every token counts the same (VAR's and the paper's
+    loss); 1: every scale counts the same, so the few coarse tokens, whose errors every finer
+    scale inherits, are not drowned by the finest scale's many (docs/experiments.md)."""
+    n = torch.tensor([float(c) for c in token_counts])
+    w = n.pow(-balance)
+    return w / (w * n).sum()
+
+
+def _ce_and_accuracy(logits_list, targets_list, balance: float = 0.0):
+    """CE over all tokens of the given scales (weighted per scale, `scale_weights`), and the
+    per-scale argmax accuracy."""
     logits = torch.cat(logits_list, dim=1)
     targets = torch.cat(targets_list, dim=1)
-    ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+    if balance == 0.0:
+        ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+    else:
+        counts = [t.shape[1] for t in targets_list]
+        w = torch.repeat_interleave(scale_weights(counts, balance), torch.tensor(counts)).to(logits.device)
+        per_token = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # (B, l)
+        ce = (per_token * w).sum(1).mean()
     acc = [(lg.detach().argmax(-1) == t).float().mean().item() for lg, t in zip(logits_list, targets_list)]
     return ce, acc
 
@@ -110,7 +127,8 @@ def _batch_f_D(model, batch: dict) -> torch.Tensor:
     return depth_latent(model, batch["depth"]).float()
 
 
-def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float = REC_WEIGHT, cache_dtype=None):
+def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float = REC_WEIGHT, cache_dtype=None,
+                  balance: float = 0.0):
     """The DepthART objective on a batch {"image", "depth"}. Returns (loss, metrics dict).
 
     CE over the scales' dynamic targets; with `rec_loss` the last scale is left out of the CE and
@@ -120,7 +138,7 @@ def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float 
     f_D = _batch_f_D(model, batch)
     out = refine_loop(model, batch["image"], f_D, soft_last=rec_loss, cache_dtype=cache_dtype,
                       image_latents=batch.get("image_latents"))
-    ce, acc = _ce_and_accuracy(out.logits, out.targets[: len(out.logits)])
+    ce, acc = _ce_and_accuracy(out.logits, out.targets[: len(out.logits)], balance)
     loss, metrics = ce, {"ce": ce.item()}
     if rec_loss:
         mse = F.mse_loss(out.f_hat.float(), f_D)
@@ -131,7 +149,7 @@ def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float 
     return loss, metrics
 
 
-def teacher_forcing_loss(model, batch: dict, cache_dtype=None):
+def teacher_forcing_loss(model, batch: dict, cache_dtype=None, balance: float = 0.0):
     """VAR teacher forcing: GT multi-scale tokens of the depth as inputs and targets, one masked pass.
 
     Returns (loss, metrics dict with loss, ce, acc per scale).
@@ -143,7 +161,7 @@ def teacher_forcing_loss(model, batch: dict, cache_dtype=None):
     logits = model.forward_teacher(batch["image"], tokens, batch.get("image_latents"),
                                    cached=f_D.device.type == "cpu", cache_dtype=cache_dtype)  # (B, L, V)
     per_scale = [logits[:, b:e] for b, e in model.cfg.scale_ranges()]
-    ce, acc = _ce_and_accuracy(per_scale, tokens)
+    ce, acc = _ce_and_accuracy(per_scale, tokens, balance)
     return ce, {"loss": ce.item(), "ce": ce.item(), "acc": acc}
 
 
