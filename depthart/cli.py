@@ -399,6 +399,8 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
                 failed.append(f"{src}: {e}")
             finally:
                 writer.close()
+    except DepthartError as e:  # the backend failed (a GPU fault, out of memory): nothing more will run
+        _fail(f"{e} ({done} input(s) written to {output_dir} before)")
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {done} input(s) finished; files written so far are complete", err=True)
         sys.exit(130)

@@ -3,10 +3,10 @@
 On CPU the backend's memory half (runtime/backends/trt.py: DeviceBuffers) runs against stand-in
 devices: one that only records addresses and copies, and one whose "device memory" is separate
 host memory, so the real plan (runtime.py `_Plan`) is checked to upload, download and copy
-everything it must. The TensorRT calls themselves only run in the `trt`-marked test.
+everything it must. The TensorRT calls run against a fake TensorRT in tests/test_fake_trt.py and against
+the real one in the `trt`-marked test.
 """
 
-import collections
 import ctypes
 import json
 import shutil
@@ -15,6 +15,7 @@ import types
 
 import numpy as np
 import pytest
+from fake_tensorrt import FakeCudaDevice
 from click.testing import CliRunner
 
 from depthart.cli import main
@@ -141,48 +142,15 @@ def test_step_profile_is_chosen_by_its_static_shapes():
     assert choose_profile([{"x": ((1, 1), (4, 8))}], {"x": (3, 8)}) == 0  # a dynamic range holds its shapes
 
 
-class HostMemoryDevice:
-    """A stand-in GPU whose memory is separate host memory, filled with 0xFF bytes (NaN / -1):
-    whatever the plan forgets to upload, download or copy shows up in its results."""
-
-    def __init__(self):
-        self.blocks, self.copies, self.syncs = {}, collections.Counter(), 0
-
-    def alloc(self, nbytes):
-        buf = np.full(nbytes + 256, 0xFF, np.uint8)
-        address = (buf.ctypes.data + 255) // 256 * 256
-        self.blocks[address] = buf
-        return address
-
-    def free(self, address):
-        del self.blocks[address]
-
-    def _copy(self, kind, dst, src, nbytes):
-        ctypes.memmove(dst, src, nbytes)
-        self.copies[kind] += 1
-
-    def htod(self, dst, src, nbytes):
-        self._copy("htod", dst, src, nbytes)
-
-    def dtoh(self, dst, src, nbytes):
-        self._copy("dtoh", dst, src, nbytes)
-
-    def dtod(self, dst, src, nbytes):
-        self._copy("dtod", dst, src, nbytes)
-
-    def synchronize(self):
-        self.syncs += 1
-
-
 class SimulatedGpuBackend:
-    """The bundle's onnxruntime sessions bound to HostMemoryDevice addresses through DeviceBuffers,
+    """The bundle's onnxruntime sessions bound to FakeCudaDevice addresses through DeviceBuffers,
     the TensorRT backend's memory half: a TrtBackend without TensorRT."""
 
     on_device = True
 
     def __init__(self, ort_backend):
         self.sessions = ort_backend.sessions
-        self.device = HostMemoryDevice()
+        self.device = FakeCudaDevice()
         self.memory = DeviceBuffers(self.device)
 
     def bind(self, graph, inputs, outputs):

@@ -40,6 +40,7 @@ onnxruntime.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import shutil
 import subprocess
@@ -54,7 +55,11 @@ REBUILD_HINT = "rebuild the engines on this machine: depthart export --checkpoin
 
 
 def gpu_info() -> dict | None:
-    """{"name", "compute_capability"} of GPU 0 via nvidia-smi; Jetson boards report their model."""
+    """{"name", "compute_capability"} of GPU 0 via nvidia-smi; Jetson boards report their model.
+
+    A cheap "is there a GPU" probe (no CUDA library loaded). Engines are checked against the CUDA device
+    they actually run on (`CudaDevice.identity()`), which CUDA_VISIBLE_DEVICES may make another one.
+    """
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
@@ -88,11 +93,36 @@ def check_sidecar(sidecar: dict, trt_version: str, gpu: dict, onnx_sha256: str |
                             f"run where they were built: {REBUILD_HINT}")
 
 
-def load_engine(bundle_dir, manifest: dict, name: str, runtime=None):
+def graph_fingerprint(bundle_dir, graph: dict) -> list:
+    """[[file, size, mtime_ns], ...] of a graph's ONNX file and its external data files: a cheap "unchanged" test."""
+    out = []
+    for file in [graph["file"], *graph.get("data_files", [])]:
+        st = os.stat(os.path.join(bundle_dir, file))
+        out.append([file, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def graph_sha256(bundle_dir, graph: dict, sidecar: dict | None = None) -> str:
+    """sha256 of a graph's ONNX file; the sidecar's recorded hash when the files' sizes and times are unchanged.
+
+    Hashing a d16 step graph reads 1.2 GB, so an engine's start hashes only a graph that changed since the
+    engine was built (or whose sidecar records no fingerprint).
+    """
+    if sidecar and sidecar.get("onnx_sha256") and sidecar.get("onnx_fingerprint") == graph_fingerprint(bundle_dir, graph):
+        return sidecar["onnx_sha256"]
+    return file_sha256(os.path.join(bundle_dir, graph["file"]))
+
+
+def load_engine(bundle_dir, manifest: dict, name: str, runtime=None, gpu: dict | None = None):
     """Deserialise the engine of graph `name` after checking its sidecar against this machine.
 
     runtime: a `tensorrt.Runtime` to deserialise with (keep it alive as long as the engine);
         default: a new one.
+    gpu: {"name", "compute_capability"} of the CUDA device the engine will run on (`CudaDevice.identity()`);
+        default: GPU 0 as nvidia-smi reports it.
+
+    The engine file is memory-mapped, not read: TensorRT takes any buffer, and a copy in a `bytes` object
+    would double the peak host memory (an 8 GB Jetson holds a d16 engine once, not twice).
     """
     try:
         import tensorrt as trt
@@ -103,13 +133,18 @@ def load_engine(bundle_dir, manifest: dict, name: str, runtime=None):
         raise DepthartError(f"{bundle_dir}: no TensorRT engine for {name!r}; build them with depthart export --trt")
     with open(os.path.join(bundle_dir, entry["sidecar"])) as f:
         sidecar = json.load(f)
-    gpu = gpu_info() or {"name": "none", "compute_capability": "none"}
-    onnx_sha = file_sha256(os.path.join(bundle_dir, manifest["graphs"][name]["file"]))
-    check_sidecar(sidecar, trt.__version__, gpu, onnx_sha)
-    with open(os.path.join(bundle_dir, entry["file"]), "rb") as f:
-        engine = (runtime or trt.Runtime(trt.Logger(trt.Logger.WARNING))).deserialize_cuda_engine(f.read())
+    gpu = gpu or gpu_info() or {"name": "none", "compute_capability": "none"}
+    check_sidecar(sidecar, trt.__version__, gpu, graph_sha256(bundle_dir, manifest["graphs"][name], sidecar))
+    runtime = runtime or trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    with open(os.path.join(bundle_dir, entry["file"]), "rb") as f, \
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as blob:
+        try:
+            engine = runtime.deserialize_cuda_engine(blob)
+        except (RuntimeError, MemoryError) as e:  # e.g. out of GPU memory for the weights
+            raise DepthartError(f"{entry['file']}: TensorRT could not load it ({type(e).__name__}: {e})") from None
     if engine is None:
-        raise DepthartError(f"{entry['file']}: TensorRT could not deserialise it; {REBUILD_HINT}")
+        raise DepthartError(f"{entry['file']}: TensorRT could not deserialise it (see its log above; out of GPU "
+                            f"memory, or a corrupt file); {REBUILD_HINT}")
     return engine
 
 
@@ -240,8 +275,12 @@ def choose_profile(profiles: list[dict], shapes: dict) -> int | None:
 
 # --- CUDA and TensorRT (imported only when a TrtBackend is created) -------------------------------
 
-TRT_MISSING_HINT = ("Install TensorRT from NVIDIA's index (pip install tensorrt --extra-index-url "
-                    "https://pypi.nvidia.com; on Jetson use JetPack's TensorRT) and polygraphy, or run the bundle's "
+TRT_INSTALL_HINT = ("Install TensorRT: on Jetson use JetPack's (JetPack 6 ships 10.3; never pip there); on x86_64 or "
+                    "SBSA with internet, pip install \"tensorrt-cu12<11\" for TensorRT 10 (the last with implicit int8 "
+                    "calibration), or tensorrt-cu12 / tensorrt-cu13 for the newest 11.x (strongly typed only), matching "
+                    "the driver's CUDA major; plain `pip install tensorrt` means 11.x for CUDA 13. The PyPI packages "
+                    "fetch NVIDIA's wheels at install time, so an offline mirror has only stubs.")
+TRT_MISSING_HINT = (f"{TRT_INSTALL_HINT} Also pip install 'polygraphy>=0.53.6' (depthart[trt]), or run the bundle's "
                     "ONNX graphs on onnxruntime's TensorRT execution provider instead: --backend ort --device trt,cuda")
 
 
@@ -255,43 +294,80 @@ def _tensorrt():
 
 
 class CudaDevice:
-    """Device memory and one CUDA stream, through Polygraphy's ctypes wrapper of libcudart."""
+    """Device memory and one CUDA stream, through Polygraphy's ctypes wrapper of libcudart.
+
+    Every CUDA failure (no driver or GPU, out of memory, a fault reported at a copy or synchronisation)
+    becomes a one-line DepthartError. Polygraphy finds a pip-installed CUDA runtime
+    (site-packages/nvidia/cuda_runtime/lib) from 0.53.6 on; older versions only search the system paths.
+    """
 
     def __init__(self):
         try:
             from polygraphy import cuda
         except ImportError:
-            raise DepthartError("the TensorRT backend drives CUDA through Polygraphy: pip install polygraphy") from None
+            raise DepthartError("CUDA is driven through Polygraphy here: pip install 'polygraphy>=0.53.6'") from None
+        self._stream = None
         try:
             self._cuda = cuda.wrapper()
             self._stream = cuda.Stream()
         except Exception as e:  # no libcudart, no driver or no GPU
-            raise DepthartError(f"CUDA is not usable here ({type(e).__name__}: {e}); check the NVIDIA driver and "
-                                "that the CUDA runtime (libcudart) is installed") from None
+            raise DepthartError(f"CUDA is not usable here ({_one_line(e)}); check the NVIDIA driver and that the CUDA "
+                                "runtime (libcudart) is installed (pip install nvidia-cuda-runtime-cu12, with "
+                                "polygraphy>=0.53.6 to find it)") from None
         self.stream = self._stream.ptr
         kind = cuda.MemcpyKind
         self._h2d, self._d2h, self._d2d = kind.HostToDevice, kind.DeviceToHost, kind.DeviceToDevice
 
+    def _call(self, what, fn, *args):
+        try:
+            return fn(*args)
+        except DepthartError:
+            raise
+        except Exception as e:
+            raise DepthartError(f"CUDA failed to {what} ({_one_line(e)})") from None
+
     def alloc(self, nbytes: int) -> int:
-        return self._cuda.malloc(nbytes)
+        return self._call(f"allocate {nbytes / 2**20:.1f} MiB of GPU memory (out of memory?)", self._cuda.malloc, nbytes)
 
     def free(self, address: int) -> None:
-        self._cuda.free(address)
+        self._call("free GPU memory", self._cuda.free, address)
 
     def htod(self, dst: int, src: int, nbytes: int) -> None:
-        self._cuda.memcpy(dst, src, nbytes, self._h2d, self.stream)
+        self._call("copy to the GPU", self._cuda.memcpy, dst, src, nbytes, self._h2d, self.stream)
 
     def dtoh(self, dst: int, src: int, nbytes: int) -> None:
-        self._cuda.memcpy(dst, src, nbytes, self._d2h, self.stream)
+        self._call("copy from the GPU", self._cuda.memcpy, dst, src, nbytes, self._d2h, self.stream)
 
     def dtod(self, dst: int, src: int, nbytes: int) -> None:
-        self._cuda.memcpy(dst, src, nbytes, self._d2d, self.stream)
+        self._call("copy on the GPU", self._cuda.memcpy, dst, src, nbytes, self._d2d, self.stream)
 
     def synchronize(self) -> None:
-        self._stream.synchronize()
+        self._call("finish the queued GPU work (an engine or copy faulted)", self._stream.synchronize)
+
+    def identity(self) -> dict:
+        """{"name", "compute_capability"} of the CUDA device in use (the current device, after CUDA_VISIBLE_DEVICES)."""
+        import ctypes
+
+        lib = self._cuda.handle
+        dev, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        self._call("query the current device", self._cuda.check, lib.cudaGetDevice(ctypes.byref(dev)))
+        for attr, out in ((75, major), (76, minor)):  # cudaDevAttrComputeCapabilityMajor / Minor
+            self._call("query the compute capability", self._cuda.check,
+                       lib.cudaDeviceGetAttribute(ctypes.byref(out), attr, dev))
+        props = ctypes.create_string_buffer(8192)  # cudaDeviceProp (about 1 KB); its first field is char name[256]
+        get = getattr(lib, "cudaGetDeviceProperties_v2", None) or lib.cudaGetDeviceProperties
+        self._call("query the device name", self._cuda.check, get(props, dev))
+        return {"name": props.raw[:256].split(b"\0", 1)[0].decode(errors="replace"),
+                "compute_capability": f"{major.value}.{minor.value}"}
 
     def close(self) -> None:
-        self._stream.free()
+        if self._stream is not None:
+            self._stream.free()
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:300]}"
 
 
 def _io_names(engine, trt) -> tuple[list[str], list[str]]:
@@ -319,7 +395,8 @@ class TrtBackend:
     name = "trt"
     on_device = True  # the plan must upload what the host writes and download what it reads
 
-    def __init__(self, bundle_dir, manifest: dict):
+    def __init__(self, bundle_dir, manifest: dict, device=None):
+        """device: the CUDA device wrapper (CudaDevice's methods); default: a new CudaDevice. Tests pass a fake."""
         trt = self._trt = _tensorrt()
         entries = manifest.get("engines") or {}
         missing = [g for g in manifest["graphs"] if g not in entries]
@@ -332,23 +409,20 @@ class TrtBackend:
             raise DepthartError(f"{bundle_dir}: engines built for different batch sizes {batches}; {REBUILD_HINT}")
         self.fixed_batch = batches[0]
         self.precision = manifest.get("precision", "fp32")
-        self.gpu = (gpu_info() or {}).get("name", "unknown GPU")
+        self.device = device if device is not None else CudaDevice()
+        gpu = self.device.identity()  # once per bundle: the device the engines will run on
+        self.gpu = gpu["name"]
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))  # outlives the engines
         self.engines = {}
         for name, graph in manifest["graphs"].items():
-            engine = load_engine(bundle_dir, manifest, name, self._runtime)
+            engine = load_engine(bundle_dir, manifest, name, self._runtime, gpu)
             check_io(name, graph, *_io_names(engine, trt))
             self.engines[name] = engine
-        self.device = CudaDevice()
         self.memory = DeviceBuffers(self.device)
         # every call runs in order on one stream, so all contexts share one scratch allocation
         need = max(_scratch_bytes(e, p) for e in self.engines.values() for p in range(e.num_optimization_profiles))
         self.scratch_bytes = max(need, TENSOR_ALIGNMENT)
-        try:
-            self.scratch = self.device.alloc(self.scratch_bytes)
-        except Exception as e:
-            raise DepthartError(f"cannot allocate {self.scratch_bytes / 2**20:.1f} MiB of GPU scratch memory for "
-                                f"TensorRT ({type(e).__name__}: {e})") from None
+        self.scratch = self.device.alloc(self.scratch_bytes)  # DepthartError if out of memory
         self.contexts = []
 
     def describe(self) -> str:
@@ -398,8 +472,10 @@ class TrtBackend:
             raise DepthartError(f"engine {graph!r}: no optimisation profile takes the shapes {shapes} (profiles, "
                                 f"min and max: {profiles}); {REBUILD_HINT}")
         ctx = self._context(engine)
-        if not ctx.set_optimization_profile_async(p, self.device.stream):
-            raise DepthartError(f"engine {graph!r}: TensorRT refused optimisation profile {p}")
+        try:  # the binding raises RuntimeError on failure (it never returns False)
+            ctx.set_optimization_profile_async(p, self.device.stream)
+        except RuntimeError as e:
+            raise DepthartError(f"engine {graph!r}: TensorRT refused optimisation profile {p} ({_one_line(e)})") from None
         for n, a in inputs.items():
             if not ctx.set_input_shape(n, a.shape):
                 raise DepthartError(f"engine {graph!r}: TensorRT refused shape {a.shape} for {n} (profile {p})")
