@@ -21,7 +21,8 @@ def load(path_or_preset=None, device="cpu"):
     Args:
         path_or_preset: None (or "default") for the `small` model trained in this repo and shipped
             with it; a `.safetensors` checkpoint written by depthart (`depthart import-var`,
-            training); or one of `depthart.PRESETS` for a randomly initialised model.
+            `import-release`, training); the DepthART release's own `model.safetensors` (converted in
+            memory; heads = depth assumed); or one of `depthart.PRESETS` for a randomly initialised model.
         device: torch device. Defaults to "cpu".
 
     `model.default_sampler` is the sampler the checkpoint recommends ("greedy" or "expect"; greedy for

@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors weights with the model config stored beside them, and VAR import.
+"""Checkpoints: safetensors weights with the model config stored beside them; VAR and DepthART-release import.
 
 Format: one `.safetensors` file; its metadata holds `format = "depthart"`, `format_version`
 and `config` (the ModelConfig as JSON), and optionally `sampler`, the token sampler the checkpoint's
@@ -10,6 +10,7 @@ for the transformer, `vae.` + VAR's VQ-VAE names for the VQ-VAE. Files are writt
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 
@@ -68,7 +69,8 @@ def _read_metadata(path) -> dict:
         raise DepthartError(f"{path}: not a safetensors checkpoint ({e})") from None
     if meta.get("format") != FORMAT or "config" not in meta:
         raise DepthartError(f"{path}: a safetensors file but not a depthart checkpoint (no depthart config "
-                            "in its metadata); convert VAR weights with `depthart import-var`")
+                            "in its metadata); convert VAR weights with `depthart import-var`, the DepthART release's "
+                            "with `depthart import-release`")
     if meta.get("format_version") != FORMAT_VERSION:
         raise DepthartError(f"{path}: checkpoint format version {meta.get('format_version')} is not "
                             f"supported by this depthart (reads version {FORMAT_VERSION})")
@@ -122,14 +124,15 @@ def load_checkpoint(path, device="cpu"):
 
 
 def load(path_or_preset=None, device="cpu"):
-    """A model in eval mode: from a checkpoint path, a preset name (random weights, with a warning),
-    or None / "default" for the trained default that ships with depthart. `model.default_sampler` is
-    the sampler the checkpoint recommends ("greedy" for presets)."""
+    """A model in eval mode: from a checkpoint path (a depthart checkpoint, or the DepthART release's
+    model.safetensors, converted in memory), a preset name (random weights, with a warning), or None /
+    "default" for the trained default that ships with depthart. `model.default_sampler` is the sampler
+    the checkpoint recommends ("greedy" for presets and the release's file)."""
     if path_or_preset is None or path_or_preset == "default":
         return load_checkpoint(default_checkpoint(), device)
     p = os.fspath(path_or_preset)
     if os.path.isfile(p):
-        return load_checkpoint(p, device)
+        return _load_file(p, device)
     if p in PRESETS:
         warnings.warn(f"preset {p!r} has random weights: its depth maps are not meaningful", stacklevel=2)
         model = build_model(PRESETS[p], device).eval()
@@ -138,6 +141,20 @@ def load(path_or_preset=None, device="cpu"):
     if os.path.exists(p):
         raise DepthartError(f"{p}: not a file")
     raise DepthartError(f"{p}: no such checkpoint file, and not a preset ({', '.join(PRESETS)})")
+
+
+def _load_file(p: str, device):
+    """A depthart checkpoint, or the DepthART release's model.safetensors converted in memory."""
+    found = _safetensors_keys(p)
+    if found is None and _looks_like_pytorch_pickle(p):
+        raise DepthartError(f"{p}: a PyTorch .pth file, not a depthart checkpoint; convert VAR's released pair with "
+                            "`depthart import-var --vae vae_ch160v4096z32.pth --var var_d16.pth -o model.safetensors`")
+    if found is not None and is_release_file(p):
+        if _strip_ddp(found[0]):
+            warnings.warn(f"{p}: stripped the '{_DDP}' prefix from every tensor name (a file saved from several "
+                          "processes)", stacklevel=3)
+        return import_release(p).to(device)
+    return load_checkpoint(p, device)
 
 
 def load_reporting(path_or_preset, device, report):  # path_or_preset None: the shipped default
@@ -150,7 +167,8 @@ def load_reporting(path_or_preset, device, report):  # path_or_preset None: the 
     return model
 
 
-def _load_strict(model, state: dict, source: str) -> None:
+def _load_strict(model, state: dict, source: str, shown=lambda k: k) -> None:
+    """Load `state` into `model`, or raise naming the missing / unexpected / misshaped tensors (as `shown(name)`)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -158,12 +176,12 @@ def _load_strict(model, state: dict, source: str) -> None:
     if missing or unexpected or wrong:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(map(shown, missing[:3]))})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(map(shown, unexpected[:3]))})")
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} with the wrong shape (e.g. {k}: {tuple(state[k].shape)} vs "
+            parts.append(f"{len(wrong)} with the wrong shape (e.g. {shown(k)}: {tuple(state[k].shape)} vs "
                          f"{tuple(expected[k].shape)})")
         raise DepthartError(f"{source}: weights do not match the model: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
@@ -263,11 +281,19 @@ def import_var(vae_path, var_path, out_path=None, patch_nums=None, attn: str | N
     """
     vae = _torch_load(vae_path)
     var = _torch_load(var_path)
-    vf = vae_fields(vae, os.fspath(vae_path))
-    tf = var_fields(var, os.fspath(var_path), patch_nums, heads)
+    source = f"{os.path.basename(os.fspath(vae_path))} + {os.path.basename(os.fspath(var_path))}"
+    return _model_from_var_dicts(vae, var, os.fspath(vae_path), os.fspath(var_path), patch_nums, attn, heads,
+                                 out_path, {"source": source})
+
+
+def _model_from_var_dicts(vae: dict, var: dict, vae_name: str, var_name: str, patch_nums, attn, heads, out_path,
+                          metadata: dict, shown=lambda k: k):
+    """A model from a VAR VQ-VAE state dict and a VAR-named transformer state dict (VAR's or the release's)."""
+    vf = vae_fields(vae, vae_name)
+    tf = var_fields(var, var_name, patch_nums, heads)
     if tf.pop("_cvae") != vf["cvae"]:
-        raise DepthartError(f"{var_path}: transformer expects {var['word_embed.weight'].shape[1]}-channel "
-                            f"latents, the VQ-VAE {vae_path} has {vf['cvae']}; they are not a pair")
+        raise DepthartError(f"{var_name}: transformer expects {var['word_embed.weight'].shape[1]}-channel "
+                            f"latents, the VQ-VAE {vae_name} has {vf['cvae']}; they are not a pair")
     n_scales = vae["quantize.ema_vocab_hit_SV"].shape[0] if "quantize.ema_vocab_hit_SV" in vae else None
     if n_scales is not None and n_scales != len(tf["patch_nums"]):
         # VAR's own loader replaces a mismatching usage buffer; so do we (it is statistics only)
@@ -275,7 +301,7 @@ def import_var(vae_path, var_path, out_path=None, patch_nums=None, attn: str | N
         vae["quantize.ema_vocab_hit_SV"] = torch.zeros(len(tf["patch_nums"]), vf["vocab_size"])
     if attn is not None and attn != tf["attn"]:
         if attn == "l2norm":
-            raise DepthartError(f"{var_path}: has no scale_mul_1H11, cannot use l2norm attention")
+            raise DepthartError(f"{var_name}: has no scale_mul_1H11, cannot use l2norm attention")
         tf["attn"] = attn
     cfg = ModelConfig(drop_path_rate=0.0, **vf, **tf)
     state = {f"vae.{k}": v for k, v in vae.items()}
@@ -286,9 +312,126 @@ def import_var(vae_path, var_path, out_path=None, patch_nums=None, attn: str | N
             continue
         state[k] = v
     model = build_model(cfg, "cpu", empty=True)
-    _load_strict(model, {k: v.float() for k, v in state.items()}, f"{var_path} + {vae_path}")
+    if "lvl_1L" in var and tuple(var["lvl_1L"].shape) == tuple(model.lvl_1L.shape) \
+            and not torch.equal(var["lvl_1L"].long(), model.lvl_1L.cpu()):
+        raise DepthartError(f"{var_name}: its level ids (lvl_1L) do not match the schedule {cfg.patch_nums}; "
+                            "pass the schedule it was trained with (--patch-nums)")
+    source = var_name if vae_name == var_name else f"{var_name} + {vae_name}"
+    _load_strict(model, {k: v.float() for k, v in state.items()}, source, shown)
     model.eval()
     if out_path is not None:
-        save_checkpoint(model, out_path, {"source": f"{os.path.basename(os.fspath(vae_path))} + "
-                                                    f"{os.path.basename(os.fspath(var_path))}"})
+        save_checkpoint(model, out_path, metadata)
+    return model
+
+
+# ---------------------------------------------------------------- the DepthART release's model.safetensors
+RELEASE_REPO = "github.com/bulatko/DepthART"
+_RELEASE_VAE, _RELEASE_ALIAS, _DDP = "vae_proxy.", "vae_quant_proxy.", "module."
+_RELEASE_SCALARS = ("normalizer.alpha", "normalizer.beta")  # target normalisation (training only)
+_RELEASE_REQUIRED = ("lvl_1L", "word_embed.weight", "pos_1LC", "class_emb.weight", "head.weight",
+                     "vae_proxy.quantize.embedding.weight", "vae_proxy.encoder.conv_in.weight") + _RELEASE_SCALARS
+
+
+def _safetensors_keys(path):
+    """(tensor names, header metadata) of a safetensors file, or None if it is not one."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="pt") as f:
+            return list(f.keys()), f.metadata() or {}
+    except Exception:  # safetensors raises its own error types for bad headers
+        return None
+
+
+def _looks_like_pytorch_pickle(path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"  # torch.save zip, or a legacy pickle
+
+
+def _strip_ddp(keys) -> bool:
+    return bool(keys) and all(k.startswith(_DDP) for k in keys)
+
+
+def is_release_file(path) -> bool:
+    """True when `path` is a safetensors file laid out as the DepthART release's `model.safetensors`
+    (its VQ-VAE under `vae_proxy.`, perhaps everything under `module.`), without reading the weights."""
+    found = _safetensors_keys(path)
+    if found is None or found[1].get("format") == FORMAT:
+        return False
+    keys = [k[len(_DDP):] for k in found[0]] if _strip_ddp(found[0]) else found[0]
+    return any(k.startswith(_RELEASE_VAE) for k in keys)
+
+
+def _schedule_of_levels(lvl_1L, source) -> tuple[int, ...]:
+    """The scale schedule recorded by a level-id buffer (1, L): scale k has pn_k ** 2 positions with id k."""
+    ids = lvl_1L.reshape(-1).long()
+    counts = torch.bincount(ids).tolist() if ids.numel() and int(ids.min()) >= 0 else []
+    sides = [math.isqrt(n) for n in counts]
+    if not counts or any(s * s != n for s, n in zip(sides, counts)) or ids.tolist() != sorted(ids.tolist()):
+        raise DepthartError(f"{source}: lvl_1L does not describe a scale schedule (square token maps in order); "
+                            "pass it with --patch-nums")
+    return tuple(sides)
+
+
+def import_release(path, out_path=None, patch_nums=None, heads: int | None = None, notes=None):
+    """A model from the DepthART release's `model.safetensors` (written by its trainer through accelerate).
+
+    The file holds the VQ-VAE under `vae_proxy.` (VAR's names), the transformer under VAR's names
+    without `scale_mul_1H11` (the release's plain attention, softmax(q k^T / (4 sqrt(head_dim)))),
+    `lvl_1L` (the level id of each position, from which the scale schedule is read unless `patch_nums` is
+    given), `normalizer.alpha` / `normalizer.beta`, and sometimes `vae_quant_proxy.*` (aliases of
+    `vae_proxy.quantize.*`, normally dropped by the save) or a `module.` prefix on every name (a file saved
+    from several processes). Sizes are read from the tensors; the file does not record the attention heads,
+    so VAR's rule heads = depth is used unless `heads` is given. Writes `out_path` (atomically) if given.
+
+    Args:
+        notes: a list that receives one-line remarks about the file (prefix stripped, aliases found).
+    Returns:
+        the model, in eval mode, with `default_sampler` "greedy".
+    """
+    from safetensors.torch import load_file
+
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise DepthartError(f"{p}: no such file")
+    found = _safetensors_keys(p)
+    if found is None:
+        kind = "a PyTorch pickle (.pth)" if _looks_like_pytorch_pickle(p) else "not a safetensors file"
+        raise DepthartError(f"{p}: {kind}; the DepthART release's weights are one model.safetensors file")
+    keys, meta = found
+    if meta.get("format") == FORMAT:
+        raise DepthartError(f"{p}: already a depthart checkpoint; load it directly")
+    notes = notes if notes is not None else []
+    ddp = _strip_ddp(keys)
+    names = {k[len(_DDP):] if ddp else k for k in keys}
+    missing = [k for k in _RELEASE_REQUIRED if k not in names]
+    unexpected = sorted(k for k in names if k.endswith("scale_mul_1H11") or k.startswith("shared_ada_lin"))
+    if missing or unexpected:
+        parts = [f"missing {', '.join(missing)}"] if missing else []
+        if unexpected:
+            more = f" (+{len(unexpected) - 3})" if len(unexpected) > 3 else ""
+            parts.append(f"unexpected {', '.join(unexpected[:3])}{more}")
+        raise DepthartError(f"{p}: not the DepthART release's model.safetensors layout: {'; '.join(parts)}")
+    if ddp:
+        notes.append(f"stripped the '{_DDP}' prefix from every tensor name (a file saved from several processes)")
+    state = {k[len(_DDP):] if ddp else k: v for k, v in load_file(p).items()}
+    aliases = {k: state.pop(k) for k in [k for k in state if k.startswith(_RELEASE_ALIAS)]}
+    for k, v in aliases.items():
+        twin = _RELEASE_VAE + "quantize." + k[len(_RELEASE_ALIAS):]
+        if twin not in state or not torch.equal(state[twin], v):
+            raise DepthartError(f"{p}: {k} should be an alias of {twin} but differs from it")
+    if aliases:
+        notes.append(f"{len(aliases)} {_RELEASE_ALIAS}* tensors (aliases of {_RELEASE_VAE}quantize.*) checked and dropped")
+    for k in _RELEASE_SCALARS:
+        state.pop(k)
+    if patch_nums is None:
+        patch_nums = _schedule_of_levels(state["lvl_1L"], p)
+    vae = {k[len(_RELEASE_VAE):]: v for k, v in state.items() if k.startswith(_RELEASE_VAE)}
+    var = {k: v for k, v in state.items() if not k.startswith(_RELEASE_VAE)}
+    model = _model_from_var_dicts(
+        vae, var, p, p, patch_nums, None, heads, out_path,
+        {"source": os.path.basename(p), "origin": f"DepthART release ({RELEASE_REPO}) model.safetensors"},
+        shown=lambda k: _RELEASE_VAE + k[len("vae."):] if k.startswith("vae.") else k)
+    model.default_sampler = "greedy"  # deterministic; the release's own default is MeanOfSamples (README)
     return model

@@ -30,6 +30,7 @@ def main():
     \b
     Examples:
       depthart import-var --vae vae_ch160v4096z32.pth --var var_d16.pth -o var_d16.safetensors
+      depthart import-release model.safetensors -o depthart_d16.safetensors   # the DepthART release
       depthart predict photo.jpg more_photos/ -o out/ --checkpoint model.safetensors
       depthart predict samples/coffee.jpg -o out/ --checkpoint tiny     # random weights
       depthart export --checkpoint model.safetensors -o bundle/ [--trt]
@@ -104,21 +105,61 @@ def import_var_cmd(vae_path, var_path, output, attn, patch_nums, heads, overwrit
 
     if os.path.exists(output) and not overwrite:
         _fail(f"{output} exists; pass --overwrite to replace it")
-    pn = None
-    if patch_nums:
-        try:
-            pn = tuple(int(p) for p in patch_nums.split(","))
-        except ValueError:
-            raise click.BadParameter(f"expected comma-separated integers, got {patch_nums!r}",
-                                     param_hint="--patch-nums") from None
+    pn = _parse_patch_nums(patch_nums)
     try:
         model = import_var(vae_path, var_path, output, patch_nums=pn, attn=attn, heads=heads)
     except DepthartError as e:
         _fail(str(e))
+    _report_import(output, model)
+
+
+def _parse_patch_nums(patch_nums):
+    if not patch_nums:
+        return None
+    try:
+        return tuple(int(p) for p in patch_nums.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {patch_nums!r}",
+                                 param_hint="--patch-nums") from None
+
+
+def _report_import(output, model):
     cfg = model.cfg
-    click.echo(f"wrote {output}: depth {cfg.depth}, width {cfg.width}, attention {cfg.attn}, "
+    click.echo(f"wrote {output}: depth {cfg.depth}, width {cfg.width}, {cfg.heads} heads, attention {cfg.attn}, "
                f"{model.num_transformer_params():,} transformer parameters, VQ-VAE ch {cfg.vae_ch} "
-               f"vocab {cfg.vocab_size} z{cfg.cvae}, {cfg.image_size} px")
+               f"vocab {cfg.vocab_size} z{cfg.cvae}, {cfg.image_size} px, scales {','.join(map(str, cfg.patch_nums))}")
+
+
+@main.command("import-release")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the depthart checkpoint (.safetensors).")
+@click.option("--patch-nums", default=None, metavar="1,2,3,...",
+              help="Scale schedule; default: read from the file's lvl_1L.")
+@click.option("--heads", type=click.IntRange(min=1), default=None,
+              help="Attention heads (the file does not record them). Default: VAR's rule, heads = depth.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+def import_release_cmd(file, output, patch_nums, heads, overwrite):
+    """Convert the DepthART release's model.safetensors into a depthart checkpoint.
+
+    FILE is the file the release's trainer writes (github.com/bulatko/DepthART); sizes are read from the
+    tensors. `depthart predict/export/eval --checkpoint FILE` also read it directly; converting once
+    makes loading faster and records the config.
+    """
+    _need_torch()
+    from .checkpoint import import_release
+
+    if os.path.exists(output) and not overwrite:
+        _fail(f"{output} exists; pass --overwrite to replace it")
+    pn = _parse_patch_nums(patch_nums)
+    notes = []
+    try:
+        model = import_release(file, output, patch_nums=pn, heads=heads, notes=notes)
+    except DepthartError as e:
+        _fail(str(e))
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    _report_import(output, model)
 
 
 def _expand_inputs(inputs) -> list[str]:
