@@ -16,6 +16,7 @@ import click
 from . import __version__
 from .calibration.cli import calibrate_cmd
 from .config import DEFAULT_CHECKPOINT, PRESETS, default_checkpoint  # noqa: F401 (DEFAULT_CHECKPOINT: public name)
+from .doctor import doctor_cmd
 from .errors import DepthartError
 from .evaluation.cli import eval_cmd
 from .runtime.media import IMAGE_SUFFIXES
@@ -677,6 +678,7 @@ main.add_command(eval_cmd)
 main.add_command(train_cmd)
 main.add_command(train_vqvae_cmd)
 main.add_command(render_data_cmd)
+main.add_command(doctor_cmd)
 
 if __name__ == "__main__":
     main()

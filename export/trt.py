@@ -71,8 +71,10 @@ WEIGHTS_ONCE_LIMIT = 1.5  # engine bytes / ONNX bytes above which the step engin
 
 
 def build_engines(bundle_dir, manifest: dict, *, batch: int = 1, workspace_mb: int | None = None,
-                  timing_cache=None, progress=None, device=None) -> dict:
+                  timing_cache=None, progress=None, device=None, tf32: bool = False) -> dict:
     """Build `<graph>.engine` + sidecar for every graph of the bundle. Returns {graph: engine file}.
+
+    tf32: let fp32 layers use TF32 (TensorRT's default; about 1e-3 relative error). Defaults to False: fp32.
 
     device: the CUDA device wrapper whose identity goes into the sidecars (default: a new
         runtime.backends.trt.CudaDevice, i.e. the current CUDA device).
@@ -106,6 +108,8 @@ def build_engines(bundle_dir, manifest: dict, *, batch: int = 1, workspace_mb: i
     for name, graph in manifest["graphs"].items():
         onnx_path = os.path.join(bundle_dir, graph["file"])
         config = builder.create_builder_config()
+        if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
+            config.clear_flag(trt.BuilderFlag.TF32)  # on by default in TensorRT
         if workspace_mb:
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
         cache = None
@@ -139,7 +143,8 @@ def build_engines(bundle_dir, manifest: dict, *, batch: int = 1, workspace_mb: i
         fingerprint = graph_fingerprint(bundle_dir, graph)
         onnx_bytes = sum(size for _, size, _ in fingerprint)
         sidecar = make_sidecar(manifest, name, precision, batch, trt.__version__, gpu, file_sha256(onnx_path),
-                               onnx_fingerprint=fingerprint, onnx_bytes=onnx_bytes, engine_bytes=engine_bytes)
+                               onnx_fingerprint=fingerprint, onnx_bytes=onnx_bytes, engine_bytes=engine_bytes,
+                               tf32=tf32)
         atomic_write_bytes(os.path.join(bundle_dir, f"{file}.json"), json.dumps(sidecar, indent=2).encode())
         engines[name] = file
         ratio = engine_bytes / max(onnx_bytes, 1)

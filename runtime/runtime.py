@@ -127,6 +127,8 @@ class DepthRuntime:
         device: for "ort", execution providers in order of preference, comma-separated: "cpu", "cuda",
             "trt". Defaults to "cpu". Ignored by "trt".
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+        tf32: let onnxruntime's CUDA provider run fp32 MatMul/Conv in TF32 (faster on Ampere and newer, about
+            1e-3 relative error). Defaults to False: fp32, as the parity figures assume.
         sampler: token choice per scale when `predict` is given none: "auto" (default) follows the bundle's
             manifest (the sampler its checkpoint recommends; greedy when it names none), "greedy" is the step
             graph's argmax, "expect" the expected code vector (runtime.sampling.Expected). The name in use
@@ -140,7 +142,7 @@ class DepthRuntime:
     """
 
     def __init__(self, bundle_dir, backend: str = "ort", device: str = "cpu", threads: int | None = None,
-                 sampler: str = "auto"):
+                 sampler: str = "auto", tf32: bool = False):
         self.bundle_dir = os.fspath(bundle_dir)
         self.manifest = load_manifest(self.bundle_dir)
         if sampler != "auto" and sampler not in SAMPLERS:
@@ -154,7 +156,7 @@ class DepthRuntime:
         if backend == "ort":
             from .backends.ort import OrtBackend
 
-            self.backend = OrtBackend(self.bundle_dir, self.manifest, device=device, threads=threads)
+            self.backend = OrtBackend(self.bundle_dir, self.manifest, device=device, threads=threads, tf32=tf32)
         elif backend == "trt":
             from .backends.trt import TrtBackend
 

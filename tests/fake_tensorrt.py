@@ -86,6 +86,12 @@ class NetworkDefinitionCreationFlag(enum.IntEnum):
     STRONGLY_TYPED = 1
 
 
+class BuilderFlag(enum.Enum):
+    FP16 = 0
+    INT8 = 1
+    TF32 = 7
+
+
 class ExecutionContextAllocationStrategy(enum.Enum):
     STATIC = 0
     ON_PROFILE_CHANGE = 1
@@ -204,6 +210,16 @@ class ITimingCache:
 class IBuilderConfig:
     def __init__(self):
         self.profiles, self.pool_limits, self._cache = [], {}, None
+        self.flags = {BuilderFlag.TF32}  # TensorRT sets TF32 by default
+
+    def set_flag(self, flag):
+        self.flags.add(flag)
+
+    def clear_flag(self, flag):
+        self.flags.discard(flag)
+
+    def get_flag(self, flag):
+        return flag in self.flags
 
     def add_optimization_profile(self, profile):
         if not profile:
@@ -269,6 +285,7 @@ class Builder:
         io = [[t.name, "in", list(t.shape), t.dtype.name] for t in network._inputs]
         io += [[t.name, "out", list(t.shape), t.dtype.name] for t in network._outputs]
         meta = {"version": __version__, "onnx": network.onnx_path, "io": io, "profiles": profiles,
+                "flags": sorted(f.name for f in config.flags),
                 "strongly_typed": bool(network.flags & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)))}
         header = MAGIC + json.dumps(meta).encode()
         weights = os.path.getsize(network.onnx_path)

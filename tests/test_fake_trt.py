@@ -96,7 +96,7 @@ def test_step_engine_profiles_share_weights_and_sidecar_records_sizes(fake_trt, 
     meta = json.loads(blob[8 + len(fake_trt.MAGIC):8 + int.from_bytes(blob[:8], "little")])
     n = len(manifest["steps"])
     assert [p["extra_memory_target"] for p in meta["profiles"]] == [1.0] + [0.0] * (n - 1)
-    assert meta["strongly_typed"]
+    assert meta["strongly_typed"] and meta["flags"] == []  # TF32 cleared: fp32 layers stay fp32
     side = json.loads((bundle / "step.engine.json").read_text())
     assert side["engine_bytes"] == len(blob) and side["onnx_bytes"] == (bundle / "step.onnx").stat().st_size
     assert side["engine_bytes"] <= 1.1 * side["onnx_bytes"]  # weights once (TensorRT's default: n copies)
