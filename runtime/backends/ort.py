@@ -87,11 +87,13 @@ class OrtBackend:
     name = "ort"
 
     def __init__(self, bundle_dir, manifest: dict, device: str = "cpu", threads: int | None = None,
-                 tf32: bool = False, trt_cache: str | None = None, cuda_device=None):
+                 tf32: bool = False, trt_cache: str | None = None, cuda_device=None, host_buffers: bool = False):
         """device: providers in order ("cpu", "cuda", "trt", comma-separated). tf32: let the CUDA provider use
         TF32 (default: fp32). trt_cache: the TensorRT provider's engine/timing cache folder. cuda_device: the
         device memory to bind (CudaDevice's interface; default: a CudaDevice for the CUDA/TensorRT providers,
-        none for the CPU provider; tests pass a fake to run the device path on CPU)."""
+        none for the CPU provider; tests pass a fake to run the device path on CPU). host_buffers: bind host
+        memory even on a GPU provider, so every call copies its inputs (the KV prefix) to the device and its
+        outputs back: the old behaviour, for measuring what device binding saves (scripts/gpu_check.py)."""
         ort = _ort()
         wanted = [PROVIDER_ALIASES.get(p, p) for p in device.split(",")]
         if "CPUExecutionProvider" not in wanted:
@@ -101,7 +103,7 @@ class OrtBackend:
         if unknown:
             raise DepthartError(f"onnxruntime {ort.__version__} has no {unknown} (it has {available}); "
                                 "for CUDA install depthart[ort-gpu] on an NVIDIA machine")
-        gpu = wanted[0] in GPU_PROVIDERS
+        gpu = wanted[0] in GPU_PROVIDERS and not host_buffers
         if cuda_device is None and gpu:
             from .trt import CudaDevice
 
@@ -117,7 +119,7 @@ class OrtBackend:
         # no busy-waiting between calls: the loop calls many small graphs, and other thread pools
         # (numpy, torch in `depthart bench`) share the cores
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        stream = getattr(cuda_device, "stream", None) if gpu else None
+        stream = getattr(cuda_device, "stream", None) if gpu else None  # the providers' own stream otherwise
         self.sessions = {}
         for name, g in manifest["graphs"].items():
             providers = provider_options(wanted, manifest, name, tf32=tf32, stream=stream, trt_cache=trt_cache)
