@@ -2,8 +2,9 @@
 
 Implicit calibration (`IInt8Calibrator` with the int8 builder flag) is deprecated since TensorRT
 10.1 and removed in 11.0, where int8 comes only from the Q/DQ nodes of an int8 bundle
-(`make_precision_bundle(..., "int8")`). It is offered for TensorRT 10.3 (JetPack 6) users building
-from the fp32 bundle. TensorRT calibrates a dynamic-shape graph with one optimisation profile (the
+(`make_precision_bundle(..., "int8")`). It is offered, from Python only, for TensorRT 10.3 (JetPack 6)
+users building a weakly typed engine from the fp32 bundle with Polygraphy (`CreateConfig(int8=True,
+calibrator=...)`); `depthart export --trt` builds strongly typed engines and does not use it. TensorRT calibrates a dynamic-shape graph with one optimisation profile (the
 calibration profile), so for the step graph the calibrator yields the feeds of one scale only
 (`scale`, default: the last and largest); the explicit Q/DQ route covers every scale.
 """
