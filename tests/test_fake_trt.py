@@ -140,6 +140,9 @@ def test_tensorrt_failures_are_one_line_errors(fake_trt, tiny_bundle, tmp_path, 
     (bundle / "prefix.engine").write_bytes(b"\0" * 64)  # not an engine: TensorRT's deserialize returns None
     with pytest.raises(DepthartError, match="could not deserialise"):
         DepthRuntime(bundle, backend="trt")
+    (bundle / "prefix.engine").write_bytes(b"")  # empty: cannot even be mapped
+    with pytest.raises(DepthartError, match="could not load it"):
+        DepthRuntime(bundle, backend="trt")
 
 
 def test_cli_run_with_the_trt_backend(fake_trt, tiny_bundle, tmp_path, photos):

@@ -136,12 +136,12 @@ def load_engine(bundle_dir, manifest: dict, name: str, runtime=None, gpu: dict |
     gpu = gpu or gpu_info() or {"name": "none", "compute_capability": "none"}
     check_sidecar(sidecar, trt.__version__, gpu, graph_sha256(bundle_dir, manifest["graphs"][name], sidecar))
     runtime = runtime or trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    with open(os.path.join(bundle_dir, entry["file"]), "rb") as f, \
-            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as blob:
-        try:
+    try:
+        with open(os.path.join(bundle_dir, entry["file"]), "rb") as f, \
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as blob:
             engine = runtime.deserialize_cuda_engine(blob)
-        except (RuntimeError, MemoryError) as e:  # e.g. out of GPU memory for the weights
-            raise DepthartError(f"{entry['file']}: TensorRT could not load it ({type(e).__name__}: {e})") from None
+    except (OSError, ValueError, RuntimeError, MemoryError) as e:  # unreadable or empty file; out of GPU memory
+        raise DepthartError(f"{entry['file']}: TensorRT could not load it ({_one_line(e)}); {REBUILD_HINT}") from None
     if engine is None:
         raise DepthartError(f"{entry['file']}: TensorRT could not deserialise it (see its log above; out of GPU "
                             f"memory, or a corrupt file); {REBUILD_HINT}")
