@@ -31,10 +31,10 @@ or more ctypes) and a first uncaptured run; the loop is launch-bound for small s
 the next step once this path has been measured on a GPU. Engines have the batch size they were
 built with (`--batch`); DepthRuntime pads smaller batches and splits larger ones.
 
-Status: written and unit-tested on a machine without a GPU (address mapping, copies and the plan's
-upload/download hooks against a simulated device, see tests/test_runtime_trt.py); the TensorRT
-calls themselves have not run here. `pytest -m trt` on a GPU with TensorRT checks them against
-onnxruntime.
+Status: tested on a machine without a GPU: address mapping, copies and the plan's hooks against a
+simulated device (tests/test_runtime_trt.py), and the whole backend against a fake TensorRT that
+mirrors the 10.x API and runs each engine's ONNX with onnxruntime (tests/test_fake_trt.py). Real
+TensorRT and CUDA have not run it yet: scripts/gpu_check.sh and `pytest -m trt` on a GPU do.
 """
 
 from __future__ import annotations
