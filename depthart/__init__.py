@@ -9,6 +9,18 @@
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# export/, runtime/ and calibration/ sit at the repo top level and install as depthart.export, ... (pyproject's
+# package-dir). Imported from a clone (the repo root on sys.path, e.g. `python -m depthart.cli` there), this source
+# folder shadows any installed copy and holds none of the three: take them from the repo top level instead.
+_here = _os.path.dirname(_os.path.abspath(__file__))
+_root = _os.path.dirname(_here)
+if not _os.path.isfile(_os.path.join(_here, "runtime", "__init__.py")) and all(
+        _os.path.isfile(_os.path.join(_root, sub, "__init__.py")) for sub in ("runtime", "export", "calibration")):
+    __path__.append(_root)
+del _here, _root
+
 from .config import PRESETS, ModelConfig, get_preset  # torch-free
 from .errors import DepthartError
 
