@@ -8,6 +8,7 @@ graphs (`next_<k>`) duplicate only embeddings and a 3x3 conv.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -57,6 +58,20 @@ def graph_specs(model, batch: int = 1) -> dict:
                               ["f_hat", "h"], outs, {"f_hat": {0: B}, "h": {0: B}})
     specs["decoder"] = (DecoderGraph(model), (torch.zeros(ex, cv, P, P),), ["f_hat"], ["depth"], {"f_hat": {0: B}})
     return specs
+
+
+class _SkipTorchvisionNotes(logging.Filter):
+    """torch's ONNX exporter logs "torchvision is not installed. Skipping torchvision::nms" (and roi_align, roi_pool,
+    deform_conv2d) each time it builds its op registry, i.e. per graph: depthart uses no torchvision op, so these
+    are not the user's business. Every other record of that logger passes."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("torchvision is not installed")
+
+
+_REGISTRY_LOG = logging.getLogger("torch.onnx._internal.exporter._registration")
+if not any(isinstance(f, _SkipTorchvisionNotes) for f in _REGISTRY_LOG.filters):
+    _REGISTRY_LOG.addFilter(_SkipTorchvisionNotes())
 
 
 def _param_bytes(module) -> int:

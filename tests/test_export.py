@@ -1,9 +1,11 @@
 """Export: ONNX graphs that match PyTorch eager, meet the edge constraints, and a manifest that describes them."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import onnx
@@ -166,3 +168,27 @@ def test_export_int8_bundle_through_the_cli(tiny_bundle, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["int8"]  # the fp32 intermediate is gone
     depth = DepthRuntime(out).predict(np.zeros((20, 30, 3), np.uint8)).depth
     assert depth.shape == (20, 30) and np.isfinite(depth).all()
+
+
+def test_export_output_has_no_torchvision_lines():
+    """torch's exporter logs 4 "torchvision is not installed. Skipping torchvision::..." lines per graph (36 per
+    bundle); export filters exactly those and lets the logger's other records through."""
+    import logging
+
+    from depthart.export.onnx import onnx_from_module
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: the exporter has nothing to say about it")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    log.addHandler(handler)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            onnx_from_module(torch.nn.Linear(4, 2), (torch.zeros(1, 4),), os.path.join(d, "lin.onnx"), ["x"], ["y"],
+                             None)
+        log.warning("a real warning")
+    finally:
+        log.removeHandler(handler)
+    assert [r.getMessage() for r in records] == ["a real warning"]
