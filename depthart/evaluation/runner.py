@@ -6,8 +6,8 @@ earlier (`--save-predictions`), so re-scoring needs neither the model nor torch.
 
 Files written to the output folder (all atomically):
 - `per_sample.csv`: id, the 10 metrics, the fitted scale and shift, the number of scored pixels.
-- `summary.json`: mean metrics, headline numbers in the protocol's units, dataset, protocol
-  settings, checkpoint and its hash, software versions, and (unless turned off) the baselines of
+- `summary.json`: mean metrics, headline (AbsRel % and delta1 %, every protocol), paper_table (a paper's own
+  convention, labelled), dataset, protocol settings, checkpoint and its hash, software versions, and (unless turned off) the baselines of
   `baselines.py` (constant, prior map, shuffled) with the image-use gap.
 - `predictions/` (optional): `<id>.npy` (float32 model output at the model's input size),
   `<id>.png` (16-bit), `<id>_color.png`, and `manifest.json`.
@@ -36,11 +36,13 @@ from .protocol import Prepared, Settings, match_prediction, prepare
 
 PREDICTIONS_FORMAT = "depthart-predictions"
 MANIFEST = "manifest.json"
-# the numbers each protocol's papers print: (label, metric, transform)
-HEADLINE = {
-    "marigold": [("AbsRel %", "abs_rel", lambda v: 100 * v), ("delta1 %", "delta1", lambda v: 100 * v)],
-    "depthart": [("AbsRel %", "abs_rel", lambda v: 100 * v),
-                 ("delta>1.25 % (1 - delta1)", "delta1", lambda v: 100 * (1 - v))],
+# the headline, one convention for every protocol (the README's): (label, metric, transform)
+HEADLINE = [("AbsRel %", "abs_rel", lambda v: 100 * v), ("delta1 %", "delta1", lambda v: 100 * v)]
+# where a protocol's paper prints its table in another convention: that table's columns, kept out of the headline
+PAPER_TABLE = {
+    "depthart": ("DepthART paper's table (arXiv 2409.15010): failure rate instead of delta1",
+                 [("AbsRel %", "abs_rel", lambda v: 100 * v),
+                  ("delta>1.25 % (= 100 (1 - delta1))", "delta1", lambda v: 100 * (1 - v))]),
 }
 
 
@@ -156,8 +158,17 @@ def checkpoint_hash(path_or_preset) -> str:
 
 
 def headline(protocol: str, metrics: dict[str, float]) -> dict[str, float]:
-    """The numbers the protocol's papers print, in their units (labels say which)."""
-    return {label: float(fn(metrics[name])) for label, name, fn in HEADLINE[protocol]}
+    """AbsRel % and delta1 %, whatever the protocol (`protocol` is kept for callers; see paper_table)."""
+    return {label: float(fn(metrics[name])) for label, name, fn in HEADLINE}
+
+
+def paper_table(protocol: str, metrics: dict[str, float]) -> dict | None:
+    """The columns of the protocol's paper where its table uses another convention (depthart: delta>1.25 as a
+    failure rate), labelled; None where the headline already is the paper's convention."""
+    if protocol not in PAPER_TABLE:
+        return None
+    label, cols = PAPER_TABLE[protocol]
+    return {"label": label, "columns": {c: float(fn(metrics[name])) for c, name, fn in cols}}
 
 
 def summarize(results: list[SampleResult], *, dataset: Dataset, settings: Settings, source: dict,
@@ -187,6 +198,7 @@ def summarize(results: list[SampleResult], *, dataset: Dataset, settings: Settin
         **source,
         "metrics": means,
         "headline": headline(settings.protocol, means),
+        **({"paper_table": t} if (t := paper_table(settings.protocol, means)) else {}),
         "versions": software_versions(),
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
