@@ -132,6 +132,7 @@ def step_export(check, preset, work):
 def step_fake_trt_loop(check, preset):
     """export/trt.py's build and DepthRuntime(backend="trt") on the fake TensorRT: on real device memory with
     onnxruntime-CUDA running each engine's graph where CUDA is usable, else on host memory (dry run)."""
+    from depthart.export.manifest import write_manifest
     from depthart.export.trt import build_engines
     from depthart.runtime import DepthRuntime
     from depthart.runtime.backends import trt as trt_backend
@@ -151,7 +152,7 @@ def step_fake_trt_loop(check, preset):
         engines = build_engines(work / "b", manifest, batch=2)
         manifest["engines"] = {n: {"file": f, "sidecar": f"{f}.json", "precision": manifest["precision"], "batch": 2}
                                for n, f in engines.items()}
-        (work / "b" / "manifest.json").write_text(json.dumps(manifest))
+        write_manifest(work / "b", manifest)
         rt, ref = DepthRuntime(work / "b", backend="trt"), DepthRuntime(bundle)
         rng = np.random.default_rng(0)
         images = [SAMPLE, (rng.random((200, 300, 3)) * 255).astype(np.uint8)]
@@ -224,6 +225,7 @@ def step_torch_vs_runtime(check, preset, runs):
 
 
 def step_real_tensorrt(check, preset, runs):
+    from depthart.export.manifest import write_manifest
     from depthart.export.trt import build_engines
     from depthart.runtime import DepthRuntime
 
@@ -236,7 +238,7 @@ def step_real_tensorrt(check, preset, runs):
     build_s = time.monotonic() - t0
     manifest["engines"] = {n: {"file": f, "sidecar": f"{f}.json", "precision": manifest["precision"], "batch": 1}
                            for n, f in engines.items()}
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(bundle, manifest)
     side = json.loads((bundle / "step.engine.json").read_text())
     rt, ref = DepthRuntime(bundle, backend="trt"), DepthRuntime(bundle)
     return {"build_s": round(build_s, 1), "step_engine_vs_onnx": round(side["engine_bytes"] / side["onnx_bytes"], 3),

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from depthart.cli import main
 from depthart.errors import DepthartError
+from depthart.export.manifest import write_manifest
 from depthart.export.trt import build_engines
 from depthart.runtime import DepthRuntime
 from depthart.runtime.backends import trt as trt_backend
@@ -42,7 +43,7 @@ def engine_bundle(src, dst, batch=1, device=None, **kw):
     engines = build_engines(dst, manifest, batch=batch, device=device, **kw)
     manifest["engines"] = {n: {"file": f, "sidecar": f"{f}.json", "precision": manifest["precision"], "batch": batch}
                            for n, f in engines.items()}
-    (dst / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(dst, manifest)
     return dst
 
 
@@ -116,7 +117,8 @@ def test_a_start_hashes_only_changed_graphs(fake_trt, tiny_bundle, tmp_path, mon
     DepthRuntime(bundle, backend="trt")
     assert hashed == ["decoder.onnx"]
     with open(bundle / "decoder.onnx", "ab") as f:
-        f.write(b"\0")  # changed content
+        f.write(b"\0")  # changed content: a re-exported graph, engines not rebuilt
+    write_manifest(bundle, json.loads((bundle / "manifest.json").read_text()))
     with pytest.raises(DepthartError, match="different ONNX graph"):
         DepthRuntime(bundle, backend="trt")
 
@@ -137,12 +139,13 @@ def test_tensorrt_failures_are_one_line_errors(fake_trt, tiny_bundle, tmp_path, 
     r = CliRunner().invoke(main, ["run", str(bundle), str(photos[0]), "-o", str(tmp_path / "o"), "--backend", "trt"])
     assert r.exit_code == 1 and "refused optimisation profile" in r.output and "Traceback" not in r.output, r.output
     fake_trt.FAIL_PROFILE = False
-    (bundle / "prefix.engine").write_bytes(b"\0" * 64)  # not an engine: TensorRT's deserialize returns None
-    with pytest.raises(DepthartError, match="could not deserialise"):
-        DepthRuntime(bundle, backend="trt")
-    (bundle / "prefix.engine").write_bytes(b"")  # empty: cannot even be mapped
-    with pytest.raises(DepthartError, match="could not load it"):
-        DepthRuntime(bundle, backend="trt")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for blob, match in ((b"\0" * 64, "could not deserialise"),  # not an engine: TensorRT's deserialize returns None
+                        (b"", "could not load it")):  # empty: cannot even be mapped
+        (bundle / "prefix.engine").write_bytes(blob)
+        write_manifest(bundle, manifest)  # recorded as it is: the engine itself is refused
+        with pytest.raises(DepthartError, match=match):
+            DepthRuntime(bundle, backend="trt")
 
 
 def test_cli_run_with_the_trt_backend(fake_trt, tiny_bundle, tmp_path, photos):
