@@ -85,7 +85,7 @@ def probe_cuda() -> dict:
             finally:
                 dev.close()
         return info
-    except (DepthartError, Exception) as e:
+    except Exception as e:  # DepthartError from CudaDevice, or anything a broken CUDA install raises
         return {"usable": False, "reason": str(e) if isinstance(e, DepthartError) else _reason(e)}
 
 
