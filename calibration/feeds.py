@@ -151,17 +151,18 @@ def feed_reader(feeds: list[dict]):
 
 
 def bundle_hash(bundle_dir) -> str:
-    """sha256 over a bundle's graph files (names and bytes), in manifest order."""
+    """sha256 over a bundle's graph files (names and each file's sha256, taken from the hash cache of
+    runtime/integrity.py, so an unchanged d16 bundle is not re-read), in manifest order."""
+    from depthart.runtime.integrity import HashCache
     from depthart.runtime.manifest import load_manifest
 
     m = load_manifest(bundle_dir)
+    cache = HashCache()
     h = hashlib.sha256()
     for name, g in m["graphs"].items():
         for f in [g["file"], *g.get("data_files", [])]:
-            h.update(f"{name}/{f}\0".encode())
-            with open(os.path.join(bundle_dir, f), "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(chunk)
+            h.update(f"{name}/{f}\0{cache.sha256(os.path.join(bundle_dir, f))[0]}\n".encode())
+    cache.save()
     return h.hexdigest()
 
 

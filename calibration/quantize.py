@@ -266,6 +266,7 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
     from depthart.export.bundle import _replace_dir
     from depthart.export.manifest import write_manifest
     from depthart.export.onnx import graph_io
+    from depthart.runtime.integrity import verify_bundle
     from depthart.runtime.manifest import load_manifest
 
     if precision not in PRECISIONS:
@@ -278,6 +279,7 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
     if os.path.exists(out_dir) and not force:
         raise DepthartError(f"{out_dir} exists; pass --force to replace it")
     m = load_manifest(src)
+    verify_bundle(src, m, engines=False)  # a damaged source is refused by name, not as a protobuf error
     if m["precision"] != "fp32":
         raise DepthartError(f"{src} is a {m['precision']} bundle; make precision bundles from an fp32 bundle")
     graphs = graph_plan(m, precision, plan)

@@ -73,6 +73,28 @@ def _resolve_sampler(sampler: str, model) -> str:
     return sampler
 
 
+MAX_PIXELS_HELP = ("Refuse image files above this many pixels (default 150,000,000; files above 25 MP are decoded "
+                   "at 1/2-1/8 size, and their depth maps come at that size).")
+
+
+def _max_pixels(max_pixels):
+    """--max-pixels: the limit for load_image; Pillow's own bomb check (179 MP) must not refuse first."""
+    from PIL import Image
+
+    from .preprocess import MAX_PIXELS
+
+    max_pixels = max_pixels or MAX_PIXELS
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # this process is the CLI: depthart's limit is the one that counts
+    return max_pixels
+
+
+def _write_failed(e: OSError, output_dir, done: int):
+    """Stop on an output that cannot be written (disk full, read-only): the next ones would fail too."""
+    _fail(f"cannot write to {output_dir} ({e.strerror or e}); {done} input(s) written before are complete, "
+          "nothing half-written is left")
+
+
 def _need_torch():
     try:
         import torch  # noqa: F401
@@ -207,7 +229,9 @@ def _unique_stems(paths: list[str]) -> list[str]:
 @click.option("--seed", type=int, default=None,
               help="Seed for the samplers; every image starts from it, so results do not depend on input order.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, num_samples, seed, overwrite):
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None, help=MAX_PIXELS_HELP)
+def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, num_samples, seed, overwrite,
+                max_pixels):
     """Predict relative depth (0 = near, 1 = far) for images and folders of images.
 
     A bad input (missing, empty, truncated, not an image) is reported by name and skipped;
@@ -217,9 +241,10 @@ def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, n
     import torch
 
     from .outputs import output_paths, save_depth
-    from .preprocess import ImageError
+    from .preprocess import ImageError, load_image
     from .sampling import make_sampler
 
+    max_pixels = _max_pixels(max_pixels)
     paths = _expand_inputs(images)
     if not paths:
         _fail("no input images")
@@ -231,7 +256,7 @@ def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, n
         _fail(str(e))
     sampler = _resolve_sampler(sampler, model)
 
-    failed = []
+    failed, written = [], 0
     stems = _unique_stems(paths)
     with click.progressbar(list(zip(paths, stems)), label="predicting", file=sys.stderr,
                            item_show_func=lambda t: os.path.basename(t[0]) if t else "") as bar:
@@ -241,10 +266,14 @@ def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, n
                 continue
             try:
                 samp = make_sampler(sampler, top_k=top_k, top_p=top_p, num_samples=num_samples, seed=seed)
-                depth = model.predict(path, sampler=samp)
+                depth = model.predict(load_image(path, max_pixels=max_pixels), sampler=samp)
                 save_depth(depth, output_dir, stem, overwrite=overwrite)
             except (ImageError, FileExistsError) as e:
                 failed.append(str(e))
+            except OSError as e:
+                _write_failed(e, output_dir, written)
+            else:
+                written += 1
     for msg in failed:
         click.echo(f"error: {msg}", err=True)
     done = len(paths) - len(failed)
@@ -360,7 +389,11 @@ def export_cmd(checkpoint, output, trt, precision, calib_images, num_calib, cali
 @click.option("--ply", is_flag=True, help="Also write <stem>.ply, a point cloud from assumed intrinsics.")
 @click.option("--fov", default=60.0, show_default=True, help="Horizontal field of view assumed for --ply (degrees).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by_side, ply, fov, overwrite):
+@click.option("--no-verify", is_flag=True, help="Check the bundle's file sizes only, not their sha256 (hashes are "
+                                                 "cached per file, so only the first start after a copy pays).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None, help=MAX_PIXELS_HELP)
+def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by_side, ply, fov, overwrite, no_verify,
+            max_pixels):
     """Run an exported bundle (no PyTorch needed) on images, folders, videos or camera:N.
 
     Images give <stem>.npy, <stem>.png (16-bit) and <stem>_color.png; videos and cameras give a colour
@@ -372,12 +405,16 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
     from .outputs import output_paths, save_depth
     from .preprocess import ImageError, load_image
     from .runtime import DepthRuntime
+    from .runtime.integrity import describe
     from .runtime.media import DepthVideoWriter, expand_sources, video_frames, write_ply, write_side_by_side
 
+    max_pixels = _max_pixels(max_pixels)
     try:
-        rt = DepthRuntime(bundle, backend=backend, device=device, sampler=sampler)
+        rt = DepthRuntime(bundle, backend=backend, device=device, sampler=sampler, verify=not no_verify,
+                          max_pixels=max_pixels)
     except DepthartError as e:
         _fail(str(e))
+    click.echo(describe(rt.verified), err=True)
     sources = expand_sources(inputs)
     if not sources:
         _fail("no inputs found")
@@ -408,7 +445,7 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
                         failed.append(f"{p}: outputs exist in {output_dir}; pass --overwrite")
                         continue
                     try:
-                        loaded.append((p, load_image(p)))
+                        loaded.append((p, load_image(p, max_pixels=max_pixels)))
                     except ImageError as e:
                         failed.append(str(e))
                 if loaded:
@@ -443,6 +480,8 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
                 writer.close()
     except DepthartError as e:  # the backend failed (a GPU fault, out of memory): nothing more will run
         _fail(f"{e} ({done} input(s) written to {output_dir} before)")
+    except OSError as e:  # an output could not be written (disk full, read-only): the next would fail too
+        _write_failed(e, output_dir, done)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {done} input(s) finished; files written so far are complete", err=True)
         sys.exit(130)
@@ -466,7 +505,8 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
 @click.option("--warmup", type=click.IntRange(0), default=2, show_default=True, help="Untimed runs first.")
 @click.option("--no-eager", is_flag=True, help="Skip PyTorch eager (e.g. on a torch-free install).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all numbers as JSON.")
-def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eager, json_out):
+@click.option("--no-verify", is_flag=True, help="Check the bundle's file sizes only, not their sha256.")
+def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eager, json_out, no_verify):
     """Latency of PyTorch eager vs the runtime backends, same model, same image, same sampler (the bundle's:
     what the checkpoint recommends), interleaved.
 
@@ -510,7 +550,10 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 before = rss_mb()[0]
-                model = load(checkpoint, "cuda" if device.startswith("cuda") else "cpu")
+                try:
+                    model = load(checkpoint, "cuda" if device.startswith("cuda") else "cpu")
+                except DepthartError as e:
+                    _fail(str(e))
             size = model.cfg.image_size
             dev = model.pos_1LC.device
             # eager uses the sampler the runtime will: the bundle's, or the model's (which its export records)
@@ -553,7 +596,7 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
         for b in [x.strip() for x in backends.split(",") if x.strip()]:
             before = rss_mb()[0]
             try:
-                rt = DepthRuntime(bundle, backend=b, device=device if b == "ort" else "cpu")
+                rt = DepthRuntime(bundle, backend=b, device=device if b == "ort" else "cpu", verify=not no_verify)
             except DepthartError as e:
                 _fail(str(e))
             name = f"{b}: {rt.describe()}"

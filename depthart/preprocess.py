@@ -10,6 +10,13 @@ numpy + Pillow only (no torch), so the runtime can import it.
    BICUBIC filter, aspect ratio NOT preserved (as the DepthART release).
 4. float32 (3, S, S) in [-1, 1]: x / 127.5 - 1.
 
+Image files are bounded (issue 16): a file above `MAX_PIXELS` (150 MP) is refused before decoding
+(`max_pixels` raises the limit), and a file above `WORK_PIXELS` (25 MP) is decoded at 1/2, 1/4 or 1/8
+of its size, the first that fits: JPEG in the decoder (Pillow's `draft`, DCT scaling; a 12000x9000
+JPEG never exists in memory at full size), other formats decoded and then `reduce`d. Its depth map
+comes back at that reduced size (3000x2250 for 12000x9000: the model sees 64-256 px anyway).
+Arrays and PIL images are taken as given.
+
 The depth map comes back at model resolution and is resized to the input's size with
 `resize_depth` (Pillow BICUBIC on float32, clipped to [0, 1]); the PyTorch model and the runtime
 both call it, so their outputs agree at every size.
@@ -17,10 +24,15 @@ both call it, so their outputs agree at every size.
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 150_000_000  # image files above this are refused (a 100 MP photo passes); max_pixels= raises it
+WORK_PIXELS = 25_000_000  # image files above this are decoded at 1/2, 1/4 or 1/8 size (JPEG: in the decoder)
 
 
 class ImageError(ValueError):
@@ -60,8 +72,34 @@ def _pil_to_rgb8(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
-def load_image(image) -> Image.Image:
-    """Anything accepted (module docstring) -> an 8-bit RGB PIL image. Raises ImageError."""
+def reduction(width: int, height: int, work_pixels: int = WORK_PIXELS) -> int:
+    """1, 2, 4 or 8: the smallest factor that brings width x height to at most `work_pixels` (8 at most)."""
+    for k in (1, 2, 4):
+        if math.ceil(width / k) * math.ceil(height / k) <= work_pixels:
+            return k
+    return 8
+
+
+def _open_bounded(im: Image.Image, path: str, max_pixels: int) -> Image.Image:
+    """Refuse `im` above max_pixels; decode it at the reduced size `reduction` picks (module docstring)."""
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ImageError(f"{path}: {w}x{h} is {w * h:,} pixels, above the limit of {max_pixels:,} "
+                         "(--max-pixels raises it)")
+    k = reduction(w, h)
+    if k > 1 and im.format == "JPEG":
+        im.draft(im.mode if im.mode in ("RGB", "L") else None, (w // k, h // k))  # DCT scaling while decoding
+    im.load()
+    if k > 1 and im.size == (w, h):  # not a JPEG (or no draft): reduce after decoding
+        im = im.reduce(k)
+    return im
+
+
+def load_image(image, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Anything accepted (module docstring) -> an 8-bit RGB PIL image. Raises ImageError.
+
+    max_pixels: image files above this many pixels are refused before they are decoded.
+    """
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
         if not os.path.exists(path):
@@ -71,11 +109,16 @@ def load_image(image) -> Image.Image:
         if os.path.getsize(path) == 0:
             raise ImageError(f"{path}: empty file")
         try:
-            with Image.open(path) as im:
-                im.load()
-                return Image.fromarray(_pil_to_rgb8(im))
+            with warnings.catch_warnings():  # our own pixel limit replaces Pillow's DecompressionBombWarning
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    return Image.fromarray(_pil_to_rgb8(_open_bounded(im, path, max_pixels)))
+        except ImageError:
+            raise
         except UnidentifiedImageError:
             raise ImageError(f"{path}: not an image Pillow can read") from None
+        except Image.DecompressionBombError as e:
+            raise ImageError(f"{path}: {e} (Pillow's own limit, PIL.Image.MAX_IMAGE_PIXELS)") from None
         except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
             raise ImageError(f"{path}: unreadable image ({e})") from None
     if isinstance(image, Image.Image):

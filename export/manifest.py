@@ -4,7 +4,8 @@ Schema version 1. Top-level keys:
     schema_version, format ("depthart-bundle"), created, precision, opset,
     model (ModelConfig fields), checkpoint {source, sha256}, image_size, batch {max},
     preprocess, postprocess, kv_cache, steps (per scale: scale, patch, tokens, past, slots, logits_tail),
-    graphs {name: {file, bytes, ops, inputs, outputs}}, parity, software.
+    graphs {name: {file, bytes, ops, inputs, outputs}}, parity, software,
+    files {name: {bytes, sha256}} (every file named above, engines included; checked at load).
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ POSTPROCESS = {
 
 
 def write_manifest(bundle_dir, manifest: dict) -> None:
+    """Write manifest.json, recording the size and sha256 of every file it names ("files", runtime/integrity.py).
+
+    Every writer (export, --trt, calibrate) goes through here, so the record always matches the folder.
+    """
+    from ..runtime.integrity import FILES_KEY, file_records
+
+    manifest[FILES_KEY] = file_records(bundle_dir, manifest)
     atomic_write_bytes(os.path.join(bundle_dir, "manifest.json"),
                        (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
 

@@ -7,7 +7,8 @@ import os
 
 from ..errors import DepthartError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # what export writes
+SUPPORTED_SCHEMAS = (1,)  # what the runtime reads
 FORMAT = "depthart-bundle"
 REQUIRED = ("model", "steps", "graphs", "kv_cache", "image_size", "precision")
 GRAPHS = ("prefix", "step", "decoder")
@@ -24,13 +25,24 @@ def load_manifest(bundle_dir) -> dict:
     try:
         with open(path) as f:
             m = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise DepthartError(f"{path}: unreadable manifest ({e})") from None
+    except (OSError, ValueError) as e:  # ValueError: bad JSON, or bytes that are not text
+        raise DepthartError(f"{path}: unreadable manifest ({' '.join(str(e).split())[:200]})") from None
+    if not isinstance(m, dict):
+        raise DepthartError(f"{path}: not a depthart manifest (a JSON {type(m).__name__}, not an object)")
     if m.get("format") != FORMAT:
         raise DepthartError(f"{path}: format {m.get('format')!r} is not {FORMAT!r}")
-    if m.get("schema_version") != SCHEMA_VERSION:
-        raise DepthartError(f"{path}: schema version {m.get('schema_version')!r}; this depthart reads "
-                            f"version {SCHEMA_VERSION}: re-export the bundle with this depthart")
+    for key in ("schema_version", "schema"):  # "schema": what a person editing the file may write
+        if (key in m or key == "schema_version") and m.get(key) not in SUPPORTED_SCHEMAS:
+            raise DepthartError(f"{path}: schema version {m.get(key)!r} found; this depthart reads version(s) "
+                                f"{', '.join(map(str, SUPPORTED_SCHEMAS))}: re-export the bundle with this depthart")
+    try:
+        _check_structure(bundle_dir, path, m)
+    except (KeyError, TypeError, AttributeError, IndexError) as e:  # an edited manifest with wrong types
+        raise DepthartError(f"{path}: malformed manifest ({type(e).__name__}: {e}); re-export the bundle") from None
+    return m
+
+
+def _check_structure(bundle_dir, path: str, m: dict) -> None:
     missing = [k for k in REQUIRED if k not in m]
     if missing:
         raise DepthartError(f"{path}: manifest lacks {missing}")
@@ -40,10 +52,10 @@ def load_manifest(bundle_dir) -> dict:
     for name, g in m["graphs"].items():
         for f in [g["file"], *g.get("data_files", [])]:
             if not os.path.isfile(os.path.join(bundle_dir, f)):
-                raise DepthartError(f"{bundle_dir}: graph {name!r} needs {f}, which is missing")
+                raise DepthartError(f"{bundle_dir}: graph {name!r} needs {f}, which is missing; re-copy the bundle or "
+                                    "re-export it")
     if m.get("sampler", "greedy") not in SAMPLERS:
         raise DepthartError(f"{path}: sampler {m['sampler']!r} is not one of {', '.join(SAMPLERS)}")
-    return m
 
 
 def manifest_sampler(m: dict) -> str:

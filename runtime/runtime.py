@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 from ..errors import DepthartError
-from ..preprocess import load_image, resize_depth, to_model_input
+from ..preprocess import MAX_PIXELS, load_image, resize_depth, to_model_input
+from .integrity import verify_bundle
 from .manifest import SAMPLERS, load_manifest, manifest_sampler
 from .sampling import make_sampler
 
@@ -133,6 +134,10 @@ class DepthRuntime:
             manifest (the sampler its checkpoint recommends; greedy when it names none), "greedy" is the step
             graph's argmax, "expect" the expected code vector (runtime.sampling.Expected). The name in use
             is `self.sampler`.
+        verify: check the bundle's files against the sizes and sha256 its manifest records (runtime/integrity.py):
+            True (default) hashes each file unless its size and mtime are those of its last check here,
+            "full" re-hashes everything, False checks sizes only. What was checked: `self.verified`.
+        max_pixels: image files above this many pixels are refused (depthart.preprocess.MAX_PIXELS).
 
     One runtime serves one thread at a time: `predict` holds a lock, so sharing a runtime between
     threads is safe but serialised; for parallel work create one runtime per thread.
@@ -142,9 +147,12 @@ class DepthRuntime:
     """
 
     def __init__(self, bundle_dir, backend: str = "ort", device: str = "cpu", threads: int | None = None,
-                 sampler: str = "auto", tf32: bool = False):
+                 sampler: str = "auto", tf32: bool = False, verify=True, max_pixels: int = MAX_PIXELS):
         self.bundle_dir = os.fspath(bundle_dir)
         self.manifest = load_manifest(self.bundle_dir)
+        mode = {True: "cached", False: "sizes"}.get(verify, verify)
+        self.verified = verify_bundle(self.bundle_dir, self.manifest, mode, engines=backend == "trt")
+        self.max_pixels = max_pixels
         if sampler != "auto" and sampler not in SAMPLERS:
             raise DepthartError(f"unknown sampler {sampler!r}; use auto, {' or '.join(SAMPLERS)}")
         self.sampler = manifest_sampler(self.manifest) if sampler == "auto" else sampler
@@ -153,16 +161,23 @@ class DepthRuntime:
         if parity.get("passed") is False:
             raise DepthartError(f"{self.bundle_dir}: its graphs failed the parity check against PyTorch at export "
                                 f"({'; '.join(parity.get('failures', [])[:3])}); re-export it")
-        if backend == "ort":
-            from .backends.ort import OrtBackend
+        try:
+            if backend == "ort":
+                from .backends.ort import OrtBackend
 
-            self.backend = OrtBackend(self.bundle_dir, self.manifest, device=device, threads=threads, tf32=tf32)
-        elif backend == "trt":
-            from .backends.trt import TrtBackend
+                self.backend = OrtBackend(self.bundle_dir, self.manifest, device=device, threads=threads, tf32=tf32)
+            elif backend == "trt":
+                from .backends.trt import TrtBackend
 
-            self.backend = TrtBackend(self.bundle_dir, self.manifest)
-        else:
-            raise DepthartError(f"unknown backend {backend!r}; use ort or trt")
+                self.backend = TrtBackend(self.bundle_dir, self.manifest)
+            else:
+                raise DepthartError(f"unknown backend {backend!r}; use ort or trt")
+        except DepthartError:
+            raise
+        except Exception as e:  # onnxruntime, protobuf, TensorRT: one line (their messages name the file)
+            text = " ".join(str(e).split())[:400]
+            raise DepthartError(f"{self.bundle_dir}: the {backend} backend could not load the bundle "
+                                f"({type(e).__name__}: {text}); re-copy or re-export it") from None
         self.image_size = self.manifest["image_size"]
         self.max_batch = self.manifest.get("batch", {}).get("max", 1)
         self.fixed_batch = getattr(self.backend, "fixed_batch", None)  # TensorRT: the engines' batch size
@@ -201,7 +216,7 @@ class DepthRuntime:
             return [r for i in range(0, len(images), self.fixed_batch)
                     for r in self.predict_batch(images[i:i + self.fixed_batch], sampler)]
         t_start = time.perf_counter()
-        pil = [load_image(im) for im in images]
+        pil = [load_image(im, max_pixels=self.max_pixels) for im in images]
         with self._lock:
             if len(pil) > self.max_batch:
                 raise DepthartError(f"batch {len(pil)} exceeds the bundle's limit ({self.max_batch})")
@@ -223,7 +238,11 @@ class DepthRuntime:
             name = self.manifest.get("codebook")
             if not name:
                 raise DepthartError(f"{self.bundle_dir}: bundle has no codebook; re-export it to sample")
-            self._cb = np.load(os.path.join(self.bundle_dir, name))
+            try:
+                self._cb = np.load(os.path.join(self.bundle_dir, name), allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise DepthartError(f"{os.path.join(self.bundle_dir, name)}: unreadable ({e}); re-copy or "
+                                    "re-export the bundle") from None
         return self._cb
 
     def describe(self) -> str:
