@@ -506,12 +506,16 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
 @click.option("--no-eager", is_flag=True, help="Skip PyTorch eager (e.g. on a torch-free install).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all numbers as JSON.")
 @click.option("--no-verify", is_flag=True, help="Check the bundle's file sizes only, not their sha256.")
-def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eager, json_out, no_verify):
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="CPU threads for eager torch and onnxruntime alike. Default: the cores other processes leave "
+                   "idle (CPUs minus the load average).")
+def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eager, json_out, no_verify, threads):
     """Latency of PyTorch eager vs the runtime backends, same model, same image, same sampler (the bundle's:
     what the checkpoint recommends), interleaved.
 
-    Prints p50/p90 end to end and per stage, the speed-up over eager, achieved GFLOP/s, memory and
-    the machine. Random-weight presets are fine for speed: depthart bench -c d16
+    Prints p50/p90/min end to end and per stage, the speed-up over eager, achieved GFLOP/s, memory and
+    the machine, with the same thread count for every CPU contender, and flags a machine busy with other
+    work (before or during the run). Random-weight presets are fine for speed: depthart bench -c d16
     """
     import json
     import tempfile
@@ -520,10 +524,13 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
 
     from .preprocess import load_image, resize_depth, to_model_input
     from .runtime import DepthRuntime
-    from .runtime.bench import format_table, machine_info, matmul_gflops, rss_mb, run_interleaved, summarize
+    from .runtime.bench import (LoadMonitor, default_threads, format_table, machine_info, matmul_gflops, rss_mb,
+                                run_interleaved, summarize)
 
     if checkpoint is None and bundle is None:
         _fail("give --checkpoint (a file or preset) and/or --bundle")
+    threads = threads or default_threads()
+    monitor = LoadMonitor(threads)  # the load average now, before this command's own work
     if image:
         try:
             img = load_image(image)
@@ -547,6 +554,7 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
 
             if device.startswith("cuda") and not torch.cuda.is_available():
                 _fail(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+            torch.set_num_threads(threads)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 before = rss_mb()[0]
@@ -596,7 +604,8 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
         for b in [x.strip() for x in backends.split(",") if x.strip()]:
             before = rss_mb()[0]
             try:
-                rt = DepthRuntime(bundle, backend=b, device=device if b == "ort" else "cpu", verify=not no_verify)
+                rt = DepthRuntime(bundle, backend=b, device=device if b == "ort" else "cpu", verify=not no_verify,
+                                  threads=threads)
             except DepthartError as e:
                 _fail(str(e))
             name = f"{b}: {rt.describe()}"
@@ -604,7 +613,7 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
             memory[name] = rss_mb()[0] - before
         with click.progressbar(length=warmup + runs, label="benchmarking", file=sys.stderr) as bar:
             samples = run_interleaved(contenders, img, runs=runs, warmup=warmup,
-                                      progress=lambda i, n: bar.update(1))
+                                      progress=lambda i, n: bar.update(1), monitor=monitor)
     finally:
         if tmp:
             import shutil
@@ -615,7 +624,8 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
     summary = summarize(samples, flops, baseline=next((n for n in contenders if n.startswith("eager")), None))
     for name in summary:
         summary[name]["rss_load_mb"] = round(memory.get(name, 0.0), 1)
-    click.echo(format_table(summary, machine, matmul, flops))
+    load = monitor.report(samples)
+    click.echo(format_table(summary, machine, matmul, flops, load))
     click.echo("memory (RSS growth when loading, MB): " +
                ", ".join(f"{n}: {summary[n]['rss_load_mb']:.0f}" for n in summary) +
                f"; process peak {rss_mb()[1]:.0f} MB")
@@ -623,7 +633,8 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
         from .fileio import atomic_write_bytes
 
         data = {"machine": machine, "matmul_gflops": matmul, "flops_per_frame": flops, "runs": runs,
-                "warmup": warmup, "image_size": [img.width, img.height], "results": summary,
+                "warmup": warmup, "image_size": [img.width, img.height], "threads": threads, "load": load,
+                "results": summary,
                 "peak_rss_mb": rss_mb()[1]}
         atomic_write_bytes(json_out, (json.dumps(data, indent=2) + "\n").encode())
 
@@ -637,7 +648,9 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
               help="Model to demo. Default: the trained default shipped with depthart.")
 @click.option("--runs", type=click.IntRange(1), default=3, show_default=True, help="Timed runs for the latency table.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing demo folder.")
-def demo_cmd(output_dir, checkpoint, runs, overwrite):
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="CPU threads for eager torch and onnxruntime alike (default: the idle cores).")
+def demo_cmd(output_dir, checkpoint, runs, overwrite, threads):
     """The whole pipeline in one go: export the model, run the torch-free runtime on sample images
     (procedural scenes with exact depth and a real photo), write colour depth maps and side-by-side
     images, and print eager vs runtime latency."""
@@ -651,9 +664,11 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite):
     from .export.bundle import export_bundle
     from .outputs import save_depth
     from .runtime import DepthRuntime
-    from .runtime.bench import format_table, machine_info, run_interleaved, summarize
+    from .runtime.bench import LoadMonitor, default_threads, format_table, machine_info, run_interleaved, summarize
     from .runtime.media import write_side_by_side
 
+    threads = threads or default_threads()
+    monitor = LoadMonitor(threads)  # the load average before this command's own work
     checkpoint = _default_checkpoint(checkpoint)
     if os.path.exists(output_dir):
         if not overwrite:
@@ -666,7 +681,7 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite):
         export_bundle(model, bundle, source=str(checkpoint), check=False,
                       progress=lambda m: click.echo(f"  export {m}", err=True))
         click.echo(f"exported {bundle} in {time.perf_counter() - t0:.0f} s", err=True)
-        rt = DepthRuntime(bundle)
+        rt = DepthRuntime(bundle, threads=threads)
     except DepthartError as e:
         _fail(str(e))
     from .sampling import make_sampler
@@ -696,13 +711,17 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite):
     click.echo(f"wrote {len(samples)} depth maps to {out} (sampler {rt.sampler}; runtime vs PyTorch max abs diff "
                f"{worst:.1e})")
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
+    from .preprocess import resize_depth, to_model_input
+
+    torch.set_num_threads(threads)
     size = model.cfg.image_size
     first = next(iter(samples.values())).convert("RGB")
+    with FlopCounterMode(display=False) as fc:
+        model.predict_normalized(torch.from_numpy(to_model_input(first, size))[None], samp)
 
     def eager(im):
-        from .preprocess import resize_depth, to_model_input
-
         t = time.perf_counter()
         stages = {}
         x = torch.from_numpy(to_model_input(im, size))[None]
@@ -712,8 +731,10 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite):
         return stages
 
     samples_t = run_interleaved({"eager (PyTorch, cpu)": eager, f"runtime ({rt.describe()})":
-                                 lambda im: rt.predict(im).timings}, first, runs=runs, warmup=1)
-    click.echo(format_table(summarize(samples_t, None, baseline="eager (PyTorch, cpu)"), machine_info(), None, None))
+                                 lambda im: rt.predict(im).timings}, first, runs=runs, warmup=1, monitor=monitor)
+    flops = float(fc.get_total_flops())
+    click.echo(format_table(summarize(samples_t, flops, baseline="eager (PyTorch, cpu)"), machine_info(), None, flops,
+                            monitor.report(samples_t)))
 
 
 main.add_command(calibrate_cmd)

@@ -2,9 +2,15 @@
 
 Each "contender" is a callable(image) -> per-stage seconds (including "total"). Runs are
 interleaved (eager, ort, trt, eager, ort, ...) so that clock or thermal drift hits all alike.
-Reported: p50/p90 end to end and per stage, the ratio to eager, achieved GFLOP/s (FLOPs per frame
-counted once on the PyTorch model), a plain matmul's GFLOP/s on the same machine, memory, and the
-machine (CPU, GPU, versions). torch is optional: without it only the runtime backends run.
+Reported: p50/p90/min end to end and per stage, the ratio to eager (on p50 and on min), achieved
+GFLOP/s (FLOPs per frame counted once on the PyTorch model), a plain matmul's GFLOP/s on the same
+machine, memory, and the machine (CPU, GPU, versions). torch is optional: without it only the
+runtime backends run.
+
+Honest on a busy machine: every CPU contender gets the same thread count (`default_threads`: the
+cores left idle by other processes), and `LoadMonitor` says when other work competed for the CPU,
+before the run (load average) and during it (time this process's threads waited for a CPU, from
+/proc, and the spread between runs), in the table and the JSON.
 """
 
 from __future__ import annotations
@@ -71,32 +77,130 @@ def rss_mb() -> tuple[float, float]:
     return cur, peak
 
 
-def run_interleaved(contenders: dict, image, runs: int = 10, warmup: int = 2, progress=None) -> dict:
-    """{name: [per-run stage dicts]} after `warmup` unrecorded rounds."""
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def loadavg() -> tuple[float, float, float] | None:
+    try:
+        return tuple(round(v, 2) for v in os.getloadavg())
+    except (AttributeError, OSError):
+        return None
+
+
+def default_threads(load: tuple | None = None, cpus: int | None = None) -> int:
+    """Threads for every CPU contender: the cores other processes leave idle (CPUs minus the 1-minute load
+    average, rounded), at least 1. More threads than idle cores oversubscribe: a run then waits for CPUs and
+    its figure measures the scheduler (eager torch with 2 threads on a 2-core machine with one core busy:
+    4.8 s per image, with 1 thread: 96 ms)."""
+    cpus = cpus or cpu_count()
+    load = loadavg() if load is None else load
+    busy = round(load[0]) if load else 0
+    return max(1, min(cpus, cpus - busy))
+
+
+def _runqueue_wait_s() -> float | None:
+    """Seconds this process's threads have spent runnable but waiting for a CPU (Linux schedstat), or None."""
+    total = 0.0
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
+class LoadMonitor:
+    """Was the machine busy with other work while we measured? Call start() before the timed runs, stop()
+    after, then report(samples).
+
+    Flags (each a reason in `reasons`): other processes' load before the run (1-min load average) with our
+    threads more than the idle cores; our threads waiting for a CPU more than `max_wait` of the run's wall
+    time (from /proc: the direct sign of contention during the run); a contender whose slowest runs (p90)
+    exceed its fastest by more than `max_spread`.
+    """
+
+    def __init__(self, threads: int, cpus: int | None = None, load_before: tuple | None = None,
+                 max_wait: float = 0.10, max_spread: float = 1.25):
+        self.threads, self.cpus = threads, cpus or cpu_count()
+        self.load_before = loadavg() if load_before is None else load_before
+        self.max_wait, self.max_spread = max_wait, max_spread
+        self.wait0 = self.t0 = self.wait_s = self.wall_s = None
+
+    def start(self):
+        self.wait0, self.t0 = _runqueue_wait_s(), time.perf_counter()
+        return self
+
+    def stop(self):
+        self.wall_s = time.perf_counter() - self.t0
+        wait1 = _runqueue_wait_s()
+        self.wait_s = None if wait1 is None or self.wait0 is None else wait1 - self.wait0
+        self.load_after = loadavg()
+        return self
+
+    def report(self, samples: dict) -> dict:
+        reasons = []
+        if self.load_before:
+            idle = self.cpus - self.load_before[0]
+            if self.threads > idle + 0.25:
+                reasons.append(f"load average {self.load_before[0]:.2f} before the run on {self.cpus} CPUs: "
+                               f"{self.threads} thread(s) but about {max(idle, 0):.1f} idle")
+        wait_frac = (self.wait_s / self.wall_s) if self.wait_s is not None and self.wall_s else None
+        if wait_frac is not None and wait_frac > self.max_wait:
+            reasons.append(f"during the run our threads waited for a CPU {100 * wait_frac:.0f}% of the time")
+        spread = {}
+        for name, runs in samples.items():
+            t = [r["total"] for r in runs]
+            if len(t) >= 2 and min(t) > 0:
+                spread[name] = round(float(np.percentile(t, 90)) / min(t), 3)
+                if spread[name] > self.max_spread:
+                    reasons.append(f"{_short(name)}: p90 is {spread[name]:.2f}x its fastest run")
+        return {"cpus": self.cpus, "threads": self.threads, "loadavg_before": self.load_before,
+                "loadavg_after": getattr(self, "load_after", None),
+                "cpu_wait_fraction": None if wait_frac is None else round(wait_frac, 4),
+                "spread_p90_over_min": spread, "loaded": bool(reasons), "reasons": reasons}
+
+
+def run_interleaved(contenders: dict, image, runs: int = 10, warmup: int = 2, progress=None,
+                    monitor: LoadMonitor | None = None) -> dict:
+    """{name: [per-run stage dicts]} after `warmup` unrecorded rounds; `monitor` watches the timed rounds."""
     samples = {name: [] for name in contenders}
     for i in range(warmup + runs):
+        if i == warmup and monitor:
+            monitor.start()
         for name, fn in contenders.items():
             stages = fn(image)
             if i >= warmup:
                 samples[name].append(stages)
         if progress:
             progress(i + 1, warmup + runs)
+    if monitor:
+        monitor.stop()
     return samples
 
 
 def summarize(samples: dict, flops: float | None, baseline: str | None = "eager") -> dict:
-    """p50/p90 per stage and end to end, ratio to the baseline, GFLOP/s."""
+    """p50/p90/min per stage and end to end, ratio to the baseline (p50 to p50 and min to min), GFLOP/s."""
     out = {}
     base = None
     if baseline in samples:
         base = float(np.percentile([s["total"] for s in samples[baseline]], 50))
+        base_min = min(s["total"] for s in samples[baseline])
     for name, runs in samples.items():
         stages = sorted({k for r in runs for k in r}, key=_stage_order)
         per = {k: {"p50_ms": float(np.percentile([r.get(k, 0.0) for r in runs], 50)) * 1e3,
-                   "p90_ms": float(np.percentile([r.get(k, 0.0) for r in runs], 90)) * 1e3} for k in stages}
-        p50 = per["total"]["p50_ms"] / 1e3
+                   "p90_ms": float(np.percentile([r.get(k, 0.0) for r in runs], 90)) * 1e3,
+                   "min_ms": float(min(r.get(k, 0.0) for r in runs)) * 1e3} for k in stages}
+        p50, fastest = per["total"]["p50_ms"] / 1e3, per["total"]["min_ms"] / 1e3
         out[name] = {"stages": per, "p50_ms": per["total"]["p50_ms"], "p90_ms": per["total"]["p90_ms"],
+                     "min_ms": per["total"]["min_ms"],
                      "speedup_vs_eager": (base / p50) if base else None,
+                     "speedup_vs_eager_min": (base_min / fastest) if base else None,
                      "gflops_per_s": (flops / p50 / 1e9) if flops else None}
     return out
 
@@ -109,24 +213,46 @@ def _stage_order(name: str):
     return (2, int(k) if k.isdigit() else 0, {"step": 0, "tail": 1, "next": 2}.get(kind, 3))
 
 
-def format_table(summary: dict, machine: dict, matmul: float | None, flops: float | None) -> str:
+def _short(name: str) -> str:
+    """A contender's table label: 'ort: onnxruntime CPUExecutionProvider ...' -> 'ort', 'eager (cpu)' -> 'eager'."""
+    return name.split(":", 1)[0].split(" (", 1)[0]
+
+
+def format_table(summary: dict, machine: dict, matmul: float | None, flops: float | None,
+                 load: dict | None = None) -> str:
     lines = [f"machine: {machine.get('cpu')} ({machine.get('cpu_count')} cores)"
              + (f", GPU {machine['gpu']}" if "gpu" in machine else ""),
              "versions: " + ", ".join(f"{k} {v}" for k, v in machine.items()
                                       if k in ("depthart", "torch", "onnxruntime", "onnxruntime-gpu", "tensorrt"))]
+    if load:
+        la = load.get("loadavg_before")
+        lines.append(f"threads: {load['threads']} for every CPU contender; {load['cpus']} CPUs"
+                     + (f", load average {la[0]:.2f} before the run" if la else "")
+                     + ("" if load.get("cpu_wait_fraction") is None else
+                        f", CPU wait {100 * load['cpu_wait_fraction']:.0f}% during it"))
+        if load["loaded"]:
+            lines.append("LOADED MACHINE: other work competed for the CPU; trust min over p50, and neither much:")
+            lines += [f"  - {r}" for r in load["reasons"]]
     if flops:
-        lines.append(f"work per frame: {flops / 1e9:.1f} GFLOP" + (f"; plain fp32 matmul here: {matmul:.1f} GFLOP/s"
-                                                                   if matmul else ""))
-    lines.append(f"{'backend':<28} {'p50 ms':>10} {'p90 ms':>10} {'vs eager':>9} {'GFLOP/s':>9}")
+        lines.append(f"work per frame: {flops / 1e9:.2f} GFLOP" + (f"; plain fp32 matmul here: {matmul:.1f} GFLOP/s"
+                                                                    if matmul else ""))
+    labels = {n: _short(n) for n in summary}
+    if len(set(labels.values())) < len(labels):
+        labels = {n: n[:12] for n in summary}
+    w = max(8, *(len(v) for v in labels.values()))
+    has_flops = any(s["gflops_per_s"] for s in summary.values())
+    lines.append(f"{'backend':<{w}} {'p50 ms':>9} {'p90 ms':>9} {'min ms':>9} {'vs eager':>9} {'(min)':>7}"
+                 + (f" {'GFLOP/s':>8}" if has_flops else ""))
     for name, s in summary.items():
         ratio = f"{s['speedup_vs_eager']:.2f}x" if s["speedup_vs_eager"] else "-"
-        gf = f"{s['gflops_per_s']:.1f}" if s["gflops_per_s"] else "-"
-        lines.append(f"{name:<28} {s['p50_ms']:>10.1f} {s['p90_ms']:>10.1f} {ratio:>9} {gf:>9}")
-    stages = [k for k in next(iter(summary.values()))["stages"] if k != "total"]
+        rmin = f"{s['speedup_vs_eager_min']:.2f}x" if s.get("speedup_vs_eager_min") else "-"
+        gf = f" {s['gflops_per_s']:>8.2f}" if s["gflops_per_s"] else f" {'-':>8}"
+        lines.append(f"{labels[name]:<{w}} {s['p50_ms']:>9.1f} {s['p90_ms']:>9.1f} {s.get('min_ms', 0):>9.1f} "
+                     f"{ratio:>9} {rmin:>7}" + (gf if has_flops else ""))
+    lines += [f"  {labels[n]}: {n}" for n in summary if labels[n] != n]
     names = list(summary)
-    lines.append("per stage, p50 ms: " + " | ".join(names))
-    for st in sorted({k for s in summary.values() for k in s["stages"] if k != "total"} | set(stages),
-                     key=_stage_order):
+    lines.append("per stage, p50 ms: " + " | ".join(labels[n] for n in names))
+    for st in sorted({k for s in summary.values() for k in s["stages"] if k != "total"}, key=_stage_order):
         vals = [summary[n]["stages"].get(st, {}).get("p50_ms") for n in names]
         lines.append(f"  {st:<12} " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals))
     return "\n".join(lines)

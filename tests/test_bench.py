@@ -37,3 +37,62 @@ def test_bench_times_eager_with_the_runtimes_sampler(tiny_expect_bundle):
 def test_bench_needs_something_to_measure():
     r = CliRunner().invoke(main, ["bench"])
     assert r.exit_code == 1 and "--checkpoint" in r.output
+
+
+def test_bench_matches_threads_and_flags_a_loaded_machine(tiny_bundle, tmp_path, monkeypatch):
+    """Eager torch and onnxruntime get the same --threads; a load average above the idle cores is flagged in the
+    table and the JSON (faked here: speed itself is measured in benchmarks, never asserted)."""
+    import os
+
+    import torch
+
+    import depthart.runtime as rt_mod
+
+    got = []
+    real = rt_mod.DepthRuntime
+
+    def spy(*a, **kw):
+        got.append(kw.get("threads"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(rt_mod, "DepthRuntime", spy)
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.5, 7.0, 6.0))
+    before = torch.get_num_threads()
+    out = tmp_path / "bench.json"
+    try:
+        r = CliRunner().invoke(main, ["bench", "-c", str(tiny_bundle["ckpt"]), "--bundle", str(tiny_bundle["dir"]),
+                                      "--runs", "2", "--warmup", "0", "--threads", "2", "--json", str(out)])
+        eager_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert r.exit_code == 0, r.output
+    assert got == [2] and eager_threads == 2
+    assert "threads: 2 for every CPU contender" in r.output and "LOADED MACHINE" in r.output
+    assert "load average 7.50 before the run" in r.output
+    data = json.loads(out.read_text())
+    assert data["threads"] == 2 and data["load"]["loaded"] and data["load"]["loadavg_before"][0] == 7.5
+    eager = data["results"][next(iter(data["results"]))]
+    assert 0 < eager["min_ms"] <= eager["p50_ms"] and eager["speedup_vs_eager_min"] == 1.0
+
+
+def test_default_threads_leave_busy_cores_alone_and_the_monitor_reads_the_spread():
+    from depthart.runtime.bench import LoadMonitor, default_threads, format_table, summarize
+
+    assert default_threads(load=(1.1, 1, 1), cpus=2) == 1
+    assert default_threads(load=(0.1, 0, 0), cpus=8) == 8
+    assert default_threads(load=(30.0, 0, 0), cpus=8) == 1
+    steady = {"eager (cpu)": [{"total": 0.100}, {"total": 0.101}, {"total": 0.102}],
+              "ort: onnxruntime CPUExecutionProvider, a long description": [{"total": 0.05}] * 3}
+    m = LoadMonitor(threads=1, cpus=2, load_before=(0.2, 0.2, 0.2))
+    m.wait_s, m.wall_s = 0.0, 1.0
+    quiet = m.report(steady)
+    assert not quiet["loaded"] and quiet["reasons"] == []
+    noisy = dict(steady, **{"eager (cpu)": [{"total": 0.1}, {"total": 0.1}, {"total": 0.4}]})
+    m.wait_s = 0.5
+    busy = m.report(noisy)
+    assert busy["loaded"] and len(busy["reasons"]) == 2  # waited for a CPU half the time; eager's spread
+    table = format_table(summarize(noisy, None, baseline="eager (cpu)"), {"cpu": "x", "cpu_count": 2}, None, None,
+                         busy)
+    header, eager_row, ort_row = [ln for ln in table.splitlines() if ln.startswith(("backend", "eager ", "ort "))]
+    assert len(eager_row) == len(ort_row) == len(header)  # a long backend name no longer breaks the columns
+    assert "GFLOP/s" not in header  # no FLOP count: no column of dashes
