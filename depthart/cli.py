@@ -19,6 +19,7 @@ from .config import DEFAULT_CHECKPOINT, PRESETS, default_checkpoint  # noqa: F40
 from .doctor import doctor_cmd
 from .errors import DepthartError
 from .evaluation.cli import eval_cmd
+from .progress import bar as progress_bar, quiet_option
 from .runtime.media import IMAGE_SUFFIXES
 from .train.cli import render_data_cmd, train_cmd, train_vqvae_cmd
 
@@ -230,6 +231,7 @@ def _unique_stems(paths: list[str]) -> list[str]:
               help="Seed for the samplers; every image starts from it, so results do not depend on input order.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None, help=MAX_PIXELS_HELP)
+@quiet_option
 def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, num_samples, seed, overwrite,
                 max_pixels):
     """Predict relative depth (0 = near, 1 = far) for images and folders of images.
@@ -258,8 +260,7 @@ def predict_cmd(images, output_dir, checkpoint, device, sampler, top_k, top_p, n
 
     failed, written = [], 0
     stems = _unique_stems(paths)
-    with click.progressbar(list(zip(paths, stems)), label="predicting", file=sys.stderr,
-                           item_show_func=lambda t: os.path.basename(t[0]) if t else "") as bar:
+    with progress_bar(list(zip(paths, stems)), desc="predicting", unit="image") as bar:
         for path, stem in bar:
             if not overwrite and any(os.path.exists(p) for p in output_paths(output_dir, stem).values()):
                 failed.append(f"{path}: outputs for '{stem}' exist in {output_dir}; pass --overwrite")
@@ -392,6 +393,7 @@ def export_cmd(checkpoint, output, trt, precision, calib_images, num_calib, cali
 @click.option("--no-verify", is_flag=True, help="Check the bundle's file sizes only, not their sha256 (hashes are "
                                                  "cached per file, so only the first start after a copy pays).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None, help=MAX_PIXELS_HELP)
+@quiet_option
 def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by_side, ply, fov, overwrite, no_verify,
             max_pixels):
     """Run an exported bundle (no PyTorch needed) on images, folders, videos or camera:N.
@@ -415,6 +417,7 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
     except DepthartError as e:
         _fail(str(e))
     click.echo(describe(rt.verified), err=True)
+    click.echo(f"runtime: {rt.describe()}", err=True)
     sources = expand_sources(inputs)
     if not sources:
         _fail("no inputs found")
@@ -434,7 +437,7 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
     images = [p for k, p in sources if k == "image"]
     streams = [p for k, p in sources if k in ("video", "camera")]
     try:
-        with click.progressbar(length=len(images), label=f"images ({rt.describe()})", file=sys.stderr) as bar:
+        with progress_bar(total=len(images), desc="images", unit="image", disable=not images) as bar:
             for i in range(0, len(images), batch):
                 group, loaded = images[i:i + batch], []
                 for p in group:
@@ -467,7 +470,7 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
                 continue
             writer = DepthVideoWriter(out, fps, side_by_side=side_by_side)
             try:
-                with click.progressbar(frames, length=count, label=f"{src} ({fps:.1f} fps)", file=sys.stderr) as bar:
+                with progress_bar(frames, total=count or None, desc=f"{src} ({fps:.1f} fps)", unit="frame") as bar:
                     for frame in bar:
                         writer.write(frame, rt.predict(frame).depth)
                 if writer.frames:
@@ -509,6 +512,7 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="CPU threads for eager torch and onnxruntime alike. Default: the cores other processes leave "
                    "idle (CPUs minus the load average).")
+@quiet_option
 def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eager, json_out, no_verify, threads):
     """Latency of PyTorch eager vs the runtime backends, same model, same image, same sampler (the bundle's:
     what the checkpoint recommends), interleaved.
@@ -611,7 +615,7 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
             name = f"{b}: {rt.describe()}"
             contenders[name] = lambda im, rt=rt: rt.predict(im).timings
             memory[name] = rss_mb()[0] - before
-        with click.progressbar(length=warmup + runs, label="benchmarking", file=sys.stderr) as bar:
+        with progress_bar(total=warmup + runs, desc="benchmarking", unit="round") as bar:
             samples = run_interleaved(contenders, img, runs=runs, warmup=warmup,
                                       progress=lambda i, n: bar.update(1), monitor=monitor)
     finally:
@@ -650,6 +654,7 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
 @click.option("--overwrite", is_flag=True, help="Replace an existing demo folder.")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="CPU threads for eager torch and onnxruntime alike (default: the idle cores).")
+@quiet_option
 def demo_cmd(output_dir, checkpoint, runs, overwrite, threads):
     """The whole pipeline in one go: export the model, run the torch-free runtime on sample images
     (procedural scenes with exact depth and a real photo), write colour depth maps and side-by-side
@@ -678,7 +683,10 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite, threads):
         model = _load_model(checkpoint)
         t0 = time.perf_counter()
         bundle = os.path.join(output_dir, "bundle")
+        from .export.manifest import file_sha256
+
         export_bundle(model, bundle, source=str(checkpoint), check=False,
+                      checkpoint_sha256=file_sha256(checkpoint) if os.path.isfile(checkpoint) else None,
                       progress=lambda m: click.echo(f"  export {m}", err=True))
         click.echo(f"exported {bundle} in {time.perf_counter() - t0:.0f} s", err=True)
         rt = DepthRuntime(bundle, threads=threads)
@@ -701,7 +709,7 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite, threads):
         click.echo("note: scikit-image is not installed, so the Middlebury photo is skipped", err=True)
     out = os.path.join(output_dir, "outputs")
     worst = 0.0
-    for name, img in samples.items():
+    for name, img in progress_bar(samples.items(), desc="depth maps (runtime and PyTorch)", unit="image"):
         img = img.convert("RGB")
         img.save(os.path.join(inputs, f"{name}.png"))
         depth = rt.predict(img).depth
@@ -720,6 +728,7 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite, threads):
     first = next(iter(samples.values())).convert("RGB")
     with FlopCounterMode(display=False) as fc:
         model.predict_normalized(torch.from_numpy(to_model_input(first, size))[None], samp)
+    timing = progress_bar(total=runs + 1, desc="timing eager vs runtime", unit="round")
 
     def eager(im):
         t = time.perf_counter()
@@ -731,7 +740,9 @@ def demo_cmd(output_dir, checkpoint, runs, overwrite, threads):
         return stages
 
     samples_t = run_interleaved({"eager (PyTorch, cpu)": eager, f"runtime ({rt.describe()})":
-                                 lambda im: rt.predict(im).timings}, first, runs=runs, warmup=1, monitor=monitor)
+                                 lambda im: rt.predict(im).timings}, first, runs=runs, warmup=1, monitor=monitor,
+                                progress=lambda i, n: timing.update(1))
+    timing.close()
     flops = float(fc.get_total_flops())
     click.echo(format_table(summarize(samples_t, flops, baseline="eager (PyTorch, cpu)"), machine_info(), None, flops,
                             monitor.report(samples_t)))

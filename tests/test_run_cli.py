@@ -65,6 +65,7 @@ def test_video_gives_a_depth_video_at_the_input_frame_rate(tiny_bundle, tmp_path
     out = tmp_path / "out"
     r = run(tiny_bundle["dir"], path, "camera:57", "-o", out)
     assert r.exit_code == 1 and "camera:57: cannot open camera 57" in r.output  # reported, others done
+    assert "images" not in r.output and "runtime: " in r.output  # a video run has no images header
     cap = cv2.VideoCapture(str(out / "clip_depth.mp4"))
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(12.0)
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 7

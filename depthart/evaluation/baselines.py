@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..metrics import MetricsError, evaluate_detailed, mean_metrics
+from ..progress import bar as progress_bar
 from .protocol import Settings, resize_bilinear
 
 GRID = (64, 64)  # (H, W) of the common grid the prior map is averaged on
@@ -176,7 +177,7 @@ def score(pred, kept: Kept, settings: Settings) -> dict[str, float]:
 def _score_all(name, preds, samples, settings, problems):
     """Mean metrics of one baseline, or None (with the reason appended to `problems`)."""
     per_sample = []
-    for kept, pred in zip(samples, preds):
+    for kept, pred in progress_bar(zip(samples, preds), total=len(samples), desc=f"baseline {name}", unit="sample"):
         try:
             per_sample.append(score(pred, kept, settings))
         except MetricsError as e:

@@ -7,13 +7,13 @@ only when a model runs, so `--predictions` re-scoring works on a torch-free inst
 from __future__ import annotations
 
 import os
-import sys
 
 import click
 
 from ..config import PRESETS
 from ..errors import DepthartError
 from ..metrics import mean_metrics
+from ..progress import bar as progress_bar, quiet_option
 from .baselines import AUTO_MAX_BYTES, AUTO_MAX_SAMPLES, collector_for, compute_baselines
 from .datasets import DATASETS, open_dataset
 from .protocol import PROTOCOLS, get_settings
@@ -77,6 +77,7 @@ def _load_model(checkpoint, device):
                    "metadata; greedy when it names none, and for presets); greedy: argmax; expect: the expected "
                    "code vector. summary.json records the one used.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs in OUTPUT_DIR.")
+@quiet_option
 @click.pass_context
 def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protocol, alignment, limit, output_dir,
              save_predictions, report, report_samples, baselines, device, sampler, overwrite):
@@ -157,12 +158,11 @@ def eval_cmd(ctx, dataset, root, split_file, checkpoint, predictions_dir, protoc
     keep, skipped = collector_for(baselines, n)
     results = []
     try:
-        with click.progressbar(length=n, label=f"evaluating {dataset}", file=sys.stderr, show_eta=True,
-                               item_show_func=lambda r: r or "") as bar:
+        with progress_bar(total=n, desc=f"evaluating {dataset}", unit="sample") as bar:
             for r in iter_results(ds, settings, predictor, range(n), save_dir=pred_out if save_predictions else None,
                                   overwrite=overwrite, report=collector, keep=keep):
                 results.append(r)
-                bar.update(1, current_item=r.id)
+                bar.update(1)
     except (DepthartError, FileExistsError) as e:
         _fail(str(e))
 
