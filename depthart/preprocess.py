@@ -24,6 +24,7 @@ both call it, so their outputs agree at every size.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import warnings
@@ -58,11 +59,28 @@ def _array_to_rgb8(a: np.ndarray) -> np.ndarray:
         raise ImageError(f"unsupported image dtype {a.dtype}; use uint8, uint16 or float in [0, 1]")
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
+    if a.shape[2] == 4:
+        _note_alpha()
     return np.ascontiguousarray(a[:, :, :3])
+
+
+_log = logging.getLogger(__name__)
+_alpha_noted = False
+
+
+def _note_alpha() -> None:
+    """Say once per process that an alpha channel is dropped (the model sees RGB only)."""
+    global _alpha_noted
+    if not _alpha_noted:
+        _alpha_noted = True
+        _log.warning("note: input with an alpha channel: alpha is ignored, depth comes from the RGB values "
+                     "(transparent areas count with whatever colour they store)")
 
 
 def _pil_to_rgb8(im: Image.Image) -> np.ndarray:
     im = ImageOps.exif_transpose(im)
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
+        _note_alpha()
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         a = np.asarray(im).astype(np.float64)
         a = np.clip(a, 0, 65535) * (255.0 / 65535.0)

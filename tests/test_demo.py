@@ -27,7 +27,11 @@ def test_demo_runs_end_to_end(tiny_model, tmp_path):
     assert "vs eager" in r.output and "sampler expect" in r.output
     diff = re.search(r"runtime vs PyTorch max abs diff (\S+)\)", r.output)
     assert diff and float(diff.group(1)) <= 1e-4, r.output
-    assert json.loads((out / "bundle" / "manifest.json").read_text())["sampler"] == "expect"
+    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    assert manifest["sampler"] == "expect"
+    from depthart.export.manifest import file_sha256
+
+    assert manifest["checkpoint"]["sha256"] == file_sha256(ckpt)  # as an `export` bundle records it
     r = CliRunner().invoke(main, ["demo", "-c", str(ckpt), "-o", str(out)])
     assert r.exit_code == 1 and "--overwrite" in r.output
 

@@ -70,3 +70,20 @@ def test_bad_files_name_the_file(tmp_path):
         assert name in str(e.value)
     with pytest.raises(ImageError, match="directory"):
         load_image(tmp_path)
+
+
+def test_alpha_is_dropped_and_said_once(monkeypatch, caplog):
+    import logging
+
+    import depthart.preprocess as pp
+
+    monkeypatch.setattr(pp, "_alpha_noted", False)
+    rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., :3], rgba[..., 3] = 200, 0
+    with caplog.at_level(logging.WARNING, logger="depthart.preprocess"):
+        a = np.asarray(pp.load_image(Image.fromarray(rgba, "RGBA")))
+        b = np.asarray(pp.load_image(rgba))
+        pp.load_image(np.zeros((4, 5, 3), np.uint8))
+    assert a.shape == b.shape == (4, 5, 3) and (a == 200).all() and (b == 200).all()
+    notes = [r.getMessage() for r in caplog.records if "alpha" in r.getMessage()]
+    assert len(notes) == 1 and "ignored" in notes[0]
