@@ -393,9 +393,13 @@ def export_cmd(checkpoint, output, trt, precision, calib_images, num_calib, cali
 @click.option("--no-verify", is_flag=True, help="Check the bundle's file sizes only, not their sha256 (hashes are "
                                                  "cached per file, so only the first start after a copy pays).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None, help=MAX_PIXELS_HELP)
+@click.option("--stabilize", "smooth", type=click.FloatRange(0.0, 0.95), default=None, metavar="SMOOTH",
+              help="Videos and cameras: align each frame's depth scale and shift to the previous frame and keep "
+                   "one colour range (less flicker; docs/benchmarks.md); SMOOTH in [0, 0.95] also blends in the "
+                   "previous frame (0 = alignment only, 0.5 = half).")
 @quiet_option
 def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by_side, ply, fov, overwrite, no_verify,
-            max_pixels):
+            max_pixels, smooth):
     """Run an exported bundle (no PyTorch needed) on images, folders, videos or camera:N.
 
     Images give <stem>.npy, <stem>.png (16-bit) and <stem>_color.png; videos and cameras give a colour
@@ -409,6 +413,7 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
     from .runtime import DepthRuntime
     from .runtime.integrity import describe
     from .runtime.media import DepthVideoWriter, expand_sources, video_frames, write_ply, write_side_by_side
+    from .runtime.stabilize import DepthStabilizer
 
     max_pixels = _max_pixels(max_pixels)
     try:
@@ -469,10 +474,15 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
                 failed.append(str(e))
                 continue
             writer = DepthVideoWriter(out, fps, side_by_side=side_by_side)
+            stab = None if smooth is None else DepthStabilizer(smooth)
             try:
                 with progress_bar(frames, total=count or None, desc=f"{src} ({fps:.1f} fps)", unit="frame") as bar:
                     for frame in bar:
-                        writer.write(frame, rt.predict(frame).depth)
+                        depth = rt.predict(frame).depth
+                        if stab is None:
+                            writer.write(frame, depth)
+                        else:
+                            writer.write(frame, stab(depth), *stab.color_range)
                 if writer.frames:
                     done += 1
                 else:

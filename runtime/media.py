@@ -79,9 +79,10 @@ class DepthVideoWriter:
         self._writer = None
         self.frames = 0
 
-    def write(self, rgb: np.ndarray, depth: np.ndarray):
+    def write(self, rgb: np.ndarray, depth: np.ndarray, lo: float | None = None, hi: float | None = None):
+        """One frame; depth is coloured over [lo, hi] (default: its own min..max, see runtime/stabilize.py)."""
         cv2 = cv2_module()
-        frame = side_by_side(rgb, depth) if self.side_by_side else colorize(depth)
+        frame = side_by_side(rgb, depth, lo, hi) if self.side_by_side else colorize(depth, lo, hi)
         if self._writer is None:
             self._tmp = self._ctx.__enter__()
             h, w = frame.shape[:2]
@@ -106,9 +107,10 @@ class DepthVideoWriter:
             self._writer = None
 
 
-def side_by_side(rgb: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """Input image and its colour depth map next to each other (H x 2W x 3 uint8)."""
-    return np.concatenate([np.asarray(rgb, dtype=np.uint8), colorize(depth)], axis=1)
+def side_by_side(rgb: np.ndarray, depth: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """Input image and its colour depth map (coloured over [lo, hi], default its min..max) next to each other
+    (H x 2W x 3 uint8)."""
+    return np.concatenate([np.asarray(rgb, dtype=np.uint8), colorize(depth, lo, hi)], axis=1)
 
 
 def write_side_by_side(path: str, rgb: np.ndarray, depth: np.ndarray) -> None:
