@@ -397,9 +397,26 @@ def export_cmd(checkpoint, output, trt, precision, calib_images, num_calib, cali
               help="Videos and cameras: align each frame's depth scale and shift to the previous frame and keep "
                    "one colour range (less flicker; docs/benchmarks.md); SMOOTH in [0, 0.95] also blends in the "
                    "previous frame (0 = alignment only, 0.5 = half).")
+@click.option("--topic", default=None, help="ROS 2 bags: the image topic (sensor_msgs/Image or CompressedImage).")
+@click.option("--camera-info-topic", default=None, help="ROS 2 bags: CameraInfo topic (default: the image topic's "
+                                                         "camera_info sibling).")
+@click.option("--copy-input", is_flag=True, help="ROS 2 bags: also copy the image and camera_info topics to the output.")
+@click.option("--intrinsics", default=None, metavar="FX,FY,CX,CY|YAML",
+              help="Camera intrinsics in pixels, or a ROS camera_calibration YAML; for --ply, bags and metric depth "
+                   "(a bag's CameraInfo wins; --fov is the fallback).")
+@click.option("--camera-height", type=float, default=None, metavar="METRES",
+              help="Metric depth: the camera's height above a ground plane in view (docs/robotics.md).")
+@click.option("--camera-pitch", type=float, default=None, metavar="DEG", help="With --camera-height: the camera's "
+                                                                              "pitch, positive looking up.")
+@click.option("--sparse-depth", default=None, metavar="FILE|TOPIC",
+              help="Metric depth from sparse range points: a CSV/.npy of u,v,z or frame,u,v,z (pixels, metres), or in "
+                   "a bag a PointCloud2 topic in the camera's optical frame.")
+@click.option("--stats", "stats_path", type=click.Path(dir_okay=False), default=None,
+              help="Append one JSON line per frame: latency, fps, dropped frames, metric fit.")
 @quiet_option
 def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by_side, ply, fov, overwrite, no_verify,
-            max_pixels, smooth):
+            max_pixels, smooth, topic, camera_info_topic, copy_input, intrinsics, camera_height, camera_pitch,
+            sparse_depth, stats_path):
     """Run an exported bundle (no PyTorch needed) on images, folders, videos or camera:N.
 
     Images give <stem>.npy, <stem>.png (16-bit) and <stem>_color.png; videos and cameras give a colour
@@ -423,11 +440,20 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
         _fail(str(e))
     click.echo(describe(rt.verified), err=True)
     click.echo(f"runtime: {rt.describe()}", err=True)
-    sources = expand_sources(inputs)
-    if not sources:
+    from .runtime import robot_run
+
+    try:
+        robo = robot_run.RobotOptions.make(intrinsics, camera_height, camera_pitch, sparse_depth, fov, stats_path)
+    except DepthartError as e:
+        _fail(str(e))
+    bags = [s for s in inputs if robot_run.is_bag(s)]
+    sources = expand_sources([s for s in inputs if s not in bags])
+    if not sources and not bags:
         _fail("no inputs found")
     os.makedirs(output_dir, exist_ok=True)
     failed, done = [], 0
+    for src in bags:
+        done += robot_run.run_bag(rt, robo, src, output_dir, topic, camera_info_topic, copy_input, overwrite, failed)
     stems = dict(zip([p for _, p in sources], _unique_stems([p for _, p in sources])))
 
     def write_image(path, img, depth):
@@ -436,8 +462,10 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
         rgb = np.asarray(img)
         if side_by_side:
             write_side_by_side(os.path.join(output_dir, f"{stem}_side.png"), rgb, depth)
+        metres = robo.image_metric(rgb, depth, output_dir, stem, path)
         if ply:
-            write_ply(os.path.join(output_dir, f"{stem}.ply"), rgb, depth, fov_deg=fov)
+            write_ply(os.path.join(output_dir, f"{stem}.ply"), rgb, depth if metres is None else metres, fov_deg=fov,
+                      intrinsics=robo.k, metric=metres is not None)
 
     images = [p for k, p in sources if k == "image"]
     streams = [p for k, p in sources if k in ("video", "camera")]
@@ -470,6 +498,7 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
                 continue
             try:
                 fps, count, frames = video_frames(src)
+                frames = robo.live(frames, src)  # a camera: newest frame only; timing, drops, metric fit per frame
             except DepthartError as e:
                 failed.append(str(e))
                 continue
@@ -478,7 +507,7 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
             try:
                 with progress_bar(frames, total=count or None, desc=f"{src} ({fps:.1f} fps)", unit="frame") as bar:
                     for frame in bar:
-                        depth = rt.predict(frame).depth
+                        depth = frames.step(frame, rt.predict(frame).depth)
                         if stab is None:
                             writer.write(frame, depth)
                         else:
@@ -498,9 +527,10 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {done} input(s) finished; files written so far are complete", err=True)
         sys.exit(130)
+    robo.close()
     for msg in failed:
         click.echo(f"error: {msg}", err=True)
-    click.echo(f"{done} of {len(sources)} inputs written to {output_dir}", err=True)
+    click.echo(f"{done} of {len(sources) + len(bags)} inputs written to {output_dir}", err=True)
     if failed:
         sys.exit(1)
 

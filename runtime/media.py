@@ -117,30 +117,36 @@ def write_side_by_side(path: str, rgb: np.ndarray, depth: np.ndarray) -> None:
     atomic_write_bytes(path, png_bytes(side_by_side(rgb, depth)))
 
 
-def write_ply(path: str, rgb: np.ndarray, depth: np.ndarray, fov_deg: float = 60.0, far: float = 10.0) -> None:
-    """Coloured point cloud (binary little-endian PLY) from relative depth and ASSUMED intrinsics.
+def write_ply(path: str, rgb: np.ndarray, depth: np.ndarray, fov_deg: float = 60.0, far: float = 10.0,
+              intrinsics=None, metric: bool = False) -> None:
+    """Coloured point cloud (binary little-endian PLY) from relative depth and ASSUMED intrinsics, or from
+    given intrinsics (runtime/intrinsics.py) and, with `metric`, depth in metres.
 
     The model gives relative depth in [0, 1]; Z = near + depth * (far - near) with near = far / 10 is an
     arbitrary monotone mapping, and the intrinsics are a pinhole with the given horizontal field of view
     and the principal point at the image centre. Both are written into the file header.
     """
+    from .intrinsics import backproject, from_fov
+
     h, w = depth.shape
-    f = (w / 2) / np.tan(np.radians(fov_deg) / 2)
-    near = far / 10
-    z = near + depth.astype(np.float32) * (far - near)
-    u, v = np.meshgrid(np.arange(w, dtype=np.float32) + 0.5, np.arange(h, dtype=np.float32) + 0.5)
-    x = (u - w / 2) / f * z
-    y = -(v - h / 2) / f * z
+    k = (intrinsics or from_fov(fov_deg, w, h)).for_size(w, h)
+    near = 0.0 if metric else far / 10
+    z = depth.astype(np.float32) if metric else near + depth.astype(np.float32) * (far - near)
+    xyz = backproject(z, k)
+    x, y = xyz[..., 0], -xyz[..., 1]
     pts = np.empty(h * w, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1")])
     pts["x"], pts["y"], pts["z"] = x.ravel(), y.ravel(), -z.ravel()
     rgb = np.asarray(rgb, dtype=np.uint8).reshape(-1, 3)
     pts["r"], pts["g"], pts["b"] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     header = (
         "ply\nformat binary_little_endian 1.0\n"
-        "comment depthart point cloud from RELATIVE depth: not metric\n"
-        f"comment assumed pinhole intrinsics: horizontal fov {fov_deg} deg, fx = fy = {f:.3f} px, "
-        f"cx = {w / 2}, cy = {h / 2}, image {w}x{h}\n"
-        f"comment Z = {near:g} + depth * {far - near:g} (arbitrary units); camera looks down -z, y up\n"
+        + ("comment depthart point cloud, depth in metres\n" if metric else
+           "comment depthart point cloud from RELATIVE depth: not metric\n")
+        + (f"comment assumed pinhole intrinsics: horizontal fov {fov_deg} deg, fx = fy = {k.fx:.3f} px, "
+           f"cx = {w / 2}, cy = {h / 2}, image {w}x{h}\n" if intrinsics is None else f"comment intrinsics: {k.describe()}\n")
+        + ("comment Z in metres; camera looks down -z, y up\n" if metric else
+           f"comment Z = {near:g} + depth * {far - near:g} (arbitrary units); camera looks down -z, y up\n")
+        + 
         f"element vertex {h * w}\nproperty float x\nproperty float y\nproperty float z\n"
         "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
     )
