@@ -163,12 +163,17 @@ class MessageTypes:
     Image: type
     PointField: type
     PointCloud2: type
+    data: object = None   # uint8 array -> what the classes take for uint8[] (rclpy: array.array("B")); None: as is
 
     @classmethod
     def from_typestore(cls, ts):
         t = ts.types
         return cls(t["std_msgs/msg/Header"], t["builtin_interfaces/msg/Time"], t["sensor_msgs/msg/Image"],
                    t["sensor_msgs/msg/PointField"], t["sensor_msgs/msg/PointCloud2"])
+
+
+def _data(types: MessageTypes, a: np.ndarray):
+    return a if types.data is None else types.data(a)
 
 
 def header(types: MessageTypes, src_header):
@@ -182,21 +187,23 @@ def depth_message(types: MessageTypes, hdr, depth: np.ndarray):
     """32FC1, little endian (metres when the frame's metric fit worked, else relative depth)."""
     h, w = depth.shape
     data = np.ascontiguousarray(depth, dtype="<f4").view(np.uint8).ravel()
-    return types.Image(header=hdr, height=h, width=w, encoding="32FC1", is_bigendian=0, step=w * 4, data=data)
+    return types.Image(header=hdr, height=h, width=w, encoding="32FC1", is_bigendian=0, step=w * 4,
+                       data=_data(types, data))
 
 
 def color_message(types: MessageTypes, hdr, rgb: np.ndarray, encoding: str = "bgr8"):
     h, w = rgb.shape[:2]
     px = rgb[:, :, ::-1] if encoding == "bgr8" else rgb
     return types.Image(header=hdr, height=h, width=w, encoding=encoding, is_bigendian=0, step=w * 3,
-                       data=np.ascontiguousarray(px, dtype=np.uint8).ravel())
+                       data=_data(types, np.ascontiguousarray(px, dtype=np.uint8).ravel()))
 
 
 def cloud_message(types: MessageTypes, hdr, pts: np.ndarray):
     """PointCloud2, unorganised (height 1): x, y, z, rgb FLOAT32 (datatype 7), 16 bytes a point."""
     fields = [types.PointField(name=n, offset=4 * i, datatype=7, count=1) for i, n in enumerate(("x", "y", "z", "rgb"))]
     return types.PointCloud2(header=hdr, height=1, width=len(pts), fields=fields, is_bigendian=False,
-                             point_step=16, row_step=16 * len(pts), data=pts.view(np.uint8).ravel(), is_dense=True)
+                             point_step=16, row_step=16 * len(pts), data=_data(types, pts.view(np.uint8).ravel()),
+                             is_dense=True)
 
 
 def frame_messages(types: MessageTypes, src_header, df: DepthFrame) -> dict:
