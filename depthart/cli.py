@@ -413,10 +413,18 @@ def export_cmd(checkpoint, output, trt, precision, calib_images, num_calib, cali
                    "a bag a PointCloud2 topic in the camera's optical frame.")
 @click.option("--stats", "stats_path", type=click.Path(dir_okay=False), default=None,
               help="Append one JSON line per frame: latency, fps, dropped frames, metric fit.")
+@click.option("--foxglove", is_flag=True, help="Live view: serve input, colour depth, depth and point cloud over the "
+                                               "Foxglove WebSocket protocol (docs/robotics.md).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="--foxglove port (0: any free port, printed).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="--foxglove address to listen on (0.0.0.0: other machines too).")
+@click.option("--realtime", is_flag=True, help="--foxglove: replay videos and bags at their own pace, not as fast "
+                                               "as the model goes.")
 @quiet_option
 def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by_side, ply, fov, overwrite, no_verify,
             max_pixels, smooth, topic, camera_info_topic, copy_input, intrinsics, camera_height, camera_pitch,
-            sparse_depth, stats_path):
+            sparse_depth, stats_path, foxglove, port, host, realtime):
     """Run an exported bundle (no PyTorch needed) on images, folders, videos or camera:N.
 
     Images give <stem>.npy, <stem>.png (16-bit) and <stem>_color.png; videos and cameras give a colour
@@ -451,9 +459,12 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
     if not sources and not bags:
         _fail("no inputs found")
     os.makedirs(output_dir, exist_ok=True)
+    if foxglove:
+        try:
+            robo.serve(host, port, realtime)
+        except DepthartError as e:
+            _fail(str(e))
     failed, done = [], 0
-    for src in bags:
-        done += robot_run.run_bag(rt, robo, src, output_dir, topic, camera_info_topic, copy_input, overwrite, failed)
     stems = dict(zip([p for _, p in sources], _unique_stems([p for _, p in sources])))
 
     def write_image(path, img, depth):
@@ -466,10 +477,14 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
         if ply:
             write_ply(os.path.join(output_dir, f"{stem}.ply"), rgb, depth if metres is None else metres, fov_deg=fov,
                       intrinsics=robo.k, metric=metres is not None)
+        robo.publish(rgb, depth, metres)
 
     images = [p for k, p in sources if k == "image"]
     streams = [p for k, p in sources if k in ("video", "camera")]
     try:
+        for src in bags:
+            done += robot_run.run_bag(rt, robo, src, output_dir, topic, camera_info_topic, copy_input, overwrite,
+                                      failed)
         with progress_bar(total=len(images), desc="images", unit="image", disable=not images) as bar:
             for i in range(0, len(images), batch):
                 group, loaded = images[i:i + batch], []
@@ -498,7 +513,7 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
                 continue
             try:
                 fps, count, frames = video_frames(src)
-                frames = robo.live(frames, src)  # a camera: newest frame only; timing, drops, metric fit per frame
+                frames = robo.live(frames, src, fps)  # a camera: newest frame only; timing, drops, metric fit per frame
             except DepthartError as e:
                 failed.append(str(e))
                 continue
@@ -525,6 +540,7 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
     except OSError as e:  # an output could not be written (disk full, read-only): the next would fail too
         _write_failed(e, output_dir, done)
     except KeyboardInterrupt:
+        robo.close()
         click.echo(f"\ninterrupted: {done} input(s) finished; files written so far are complete", err=True)
         sys.exit(130)
     robo.close()

@@ -82,8 +82,9 @@ def _reader(path):
 
 def process_bag(path: str, out_path: str, pipeline: robot.DepthPipeline, topic: str | None = None,
                 camera_info_topic: str | None = None, sparse_topic: str | None = None, copy_input: bool = False,
-                on_frame=None) -> BagReport:
-    """Replay the bag at `path` through `pipeline` into a new MCAP bag at `out_path` (module docstring)."""
+                on_frame=None, on_depth=None) -> BagReport:
+    """Replay the bag at `path` through `pipeline` into a new MCAP bag at `out_path` (module docstring).
+    on_frame(entry) after each frame (its JSON line); on_depth(DepthFrame, input header, bag time ns) too."""
     rosbags_modules()
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
@@ -159,6 +160,8 @@ def process_bag(path: str, out_path: str, pipeline: robot.DepthPipeline, topic: 
                     df = pipeline(rgb, k, frame=report.frames, points=pts)
                     for key, m in robot.frame_messages(types, msg.header, df).items():
                         writer.write(outs[key], t, ts.serialize_cdr(m, m.__msgtype__))
+                    if on_depth is not None:
+                        on_depth(df, msg.header, t)
                     stamp = msg.header.stamp
                     entry = {"frame": report.frames, "stamp": f"{stamp.sec}.{stamp.nanosec:09d}", "units": df.units,
                              "latency_ms": round(df.latency_ms, 2)}

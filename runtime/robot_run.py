@@ -1,4 +1,5 @@
-"""The robot options of `depthart run` (docs/robotics.md): intrinsics, metric depth, stats, bags, live cameras.
+"""The robot options of `depthart run` (docs/robotics.md): intrinsics, metric depth, stats, bags, live cameras,
+the Foxglove live view.
 
 Kept out of depthart/cli.py so the command only wires options through. numpy only (rosbags for bags).
 """
@@ -19,7 +20,7 @@ from . import intrinsics as intr
 from .bag import is_bag, process_bag
 from .live import Newest, Stats
 from .metric import MetricScaler, sparse_source
-from .robot import DepthPipeline
+from .robot import DepthFrame, DepthPipeline
 
 __all__ = ["RobotOptions", "is_bag", "run_bag"]
 
@@ -27,6 +28,7 @@ __all__ = ["RobotOptions", "is_bag", "run_bag"]
 class RobotOptions:
     def __init__(self, k, scaler, sparse_topic, fov, stats_path):
         self.k, self.scaler, self.sparse_topic, self.fov, self.stats_path = k, scaler, sparse_topic, fov, stats_path
+        self.view = None  # FoxgloveLive with --foxglove
 
     @classmethod
     def make(cls, intrinsics, camera_height, camera_pitch, sparse_depth, fov, stats_path):
@@ -69,19 +71,40 @@ class RobotOptions:
         atomic_write_bytes(os.path.join(output_dir, f"{stem}_m.npy"), buf.getvalue())
         return metres
 
-    def live(self, frames, source):
-        return LiveFrames(self, frames, source)
+    def serve(self, host, port, realtime):
+        """--foxglove: start the live view's server; prints where to connect."""
+        from .foxglove_live import FoxgloveLive
+
+        self.view = FoxgloveLive(host, port, realtime)
+        click.echo(f"foxglove: serving on {self.view.url} (Foxglove: Open connection > Foxglove WebSocket)", err=True)
+
+    def publish(self, rgb, depth, metres=None, **kw):
+        """A frame to the live view, if there is one (metric depth when the fit worked)."""
+        if self.view is not None:
+            rgb = np.asarray(rgb, dtype=np.uint8)
+            self.view.publish(DepthFrame(rgb, depth if metres is None else metres, self.intrinsics_for(rgb), None, 0.0),
+                              log=lambda m: click.echo(m, err=True), **kw)
+
+    def publish_bag_frame(self, df, header, t_ns):
+        self.view.publish(df, header.stamp.sec * 1_000_000_000 + header.stamp.nanosec, str(header.frame_id),
+                          t=t_ns / 1e9, log=lambda m: click.echo(m, err=True))
+
+    def live(self, frames, source, fps=None):
+        return LiveFrames(self, frames, source, fps)
 
     def close(self):
-        pass
+        if self.view is not None:
+            self.view.close()
+            click.echo(f"foxglove: served {self.view.frames} frames; server stopped", err=True)
+            self.view = None
 
 
 class LiveFrames:
     """Frames of a video or camera with per-frame stats (and the metric fit); a camera yields only its newest
     frame (stale ones dropped); a video file every frame."""
 
-    def __init__(self, opts: RobotOptions, frames, source):
-        self.opts, self.source = opts, source
+    def __init__(self, opts: RobotOptions, frames, source, fps=None):
+        self.opts, self.source, self.fps = opts, source, fps
         self.newest = Newest(frames) if source.startswith("camera:") else None
         self.frames = frames
         self.stats = Stats(opts.stats_path, source)
@@ -104,11 +127,14 @@ class LiveFrames:
 
     def step(self, frame, depth):
         """Record the frame just processed; returns the depth to write (relative: the colour video)."""
-        fit = None
+        fit = metres = None
         if self.opts.scaler is not None and not self.opts.sparse_topic:
-            _, fit = self.opts.scaler(depth, self.opts.intrinsics_for(frame), frame=self.stats.frames)
-        dropped = self.newest.dropped if self.newest is not None else 0
+            metres, fit = self.opts.scaler(depth, self.opts.intrinsics_for(frame), frame=self.stats.frames)
+        camera = self.newest is not None
+        dropped = self.newest.dropped if camera else 0
         self.stats.add(self._captured, (time.perf_counter() - self._started) * 1e3, dropped, fit)
+        self.opts.publish(frame, depth, metres if fit is not None and fit.ok else None, replay=not camera,
+                          t=None if camera or not self.fps else (self.stats.frames - 1) / self.fps)
         return depth
 
 
@@ -127,7 +153,8 @@ def run_bag(rt, opts: RobotOptions, src, output_dir, topic, camera_info_topic, c
     try:
         rep = process_bag(src, out, opts.pipeline(rt), topic, camera_info_topic, opts.sparse_topic, copy_input,
                           on_frame=lambda e: stats.add(time.perf_counter() - e["latency_ms"] / 1e3, e["latency_ms"],
-                                                       0, None) and None)
+                                                       0, None) and None,
+                          on_depth=opts.publish_bag_frame if opts.view is not None else None)
     except DepthartError as e:
         failed.append(str(e))
         return 0
