@@ -412,7 +412,12 @@ def export_cmd(checkpoint, output, trt, precision, calib_images, num_calib, cali
               help="Metric depth from sparse range points: a CSV/.npy of u,v,z or frame,u,v,z (pixels, metres), or in "
                    "a bag a PointCloud2 topic in the camera's optical frame.")
 @click.option("--stats", "stats_path", type=click.Path(dir_okay=False), default=None,
-              help="Append one JSON line per frame: latency, fps, dropped frames, metric fit.")
+              help="Append one JSON line per frame: latency, fps, dropped frames, scales used, metric fit.")
+@click.option("--max-scale", type=int, default=None, metavar="K",
+              help="Run only the first K scales (1..the bundle's number) and decode that coarser depth: faster.")
+@click.option("--budget-ms", type=float, default=None, metavar="T",
+              help="Latency budget per frame: stop before a scale whose measured time (plus the decoder's) "
+                   "would pass T ms and decode the coarser depth built so far (the first scale always runs).")
 @click.option("--foxglove", is_flag=True, help="Live view: serve input, colour depth, depth and point cloud over the "
                                                "Foxglove WebSocket protocol (docs/robotics.md).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
@@ -424,7 +429,7 @@ def export_cmd(checkpoint, output, trt, precision, calib_images, num_calib, cali
 @quiet_option
 def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by_side, ply, fov, overwrite, no_verify,
             max_pixels, smooth, topic, camera_info_topic, copy_input, intrinsics, camera_height, camera_pitch,
-            sparse_depth, stats_path, foxglove, port, host, realtime):
+            sparse_depth, stats_path, max_scale, budget_ms, foxglove, port, host, realtime):
     """Run an exported bundle (no PyTorch needed) on images, folders, videos or camera:N.
 
     Images give <stem>.npy, <stem>.png (16-bit) and <stem>_color.png; videos and cameras give a colour
@@ -443,11 +448,15 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
     max_pixels = _max_pixels(max_pixels)
     try:
         rt = DepthRuntime(bundle, backend=backend, device=device, sampler=sampler, verify=not no_verify,
-                          max_pixels=max_pixels)
+                          max_pixels=max_pixels, max_scale=max_scale, budget_ms=budget_ms)
     except DepthartError as e:
         _fail(str(e))
     click.echo(describe(rt.verified), err=True)
     click.echo(f"runtime: {rt.describe()}", err=True)
+    if max_scale is not None:
+        click.echo(f"scales: the first {max_scale} of {rt.num_scales} (--max-scale)", err=True)
+    if budget_ms is not None:
+        click.echo(f"scales: as many of {rt.num_scales} as fit in {budget_ms:g} ms per frame (--budget-ms)", err=True)
     from .runtime import robot_run
 
     try:
@@ -522,7 +531,8 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
             try:
                 with progress_bar(frames, total=count or None, desc=f"{src} ({fps:.1f} fps)", unit="frame") as bar:
                     for frame in bar:
-                        depth = frames.step(frame, rt.predict(frame).depth)
+                        res = rt.predict(frame)
+                        depth = frames.step(frame, res.depth, scales=res.scales)
                         if stab is None:
                             writer.write(frame, depth)
                         else:

@@ -63,7 +63,7 @@ class Stats:
         self._file = open(path, "a", buffering=1) if path else None
         self.last = {}
 
-    def add(self, captured: float, model_ms: float, dropped: int = 0, fit=None) -> dict:
+    def add(self, captured: float, model_ms: float, dropped: int = 0, fit=None, scales: int | None = None) -> dict:
         now = time.perf_counter()
         self._times.append(now)
         while self._times and now - self._times[0] > 1.0:
@@ -71,6 +71,8 @@ class Stats:
         self.frames += 1
         rec = {"source": self.source, "frame": self.frames - 1, "latency_ms": round((now - captured) * 1e3, 2),
                "model_ms": round(model_ms, 2), "fps": float(len(self._times)), "dropped": dropped}
+        if scales is not None:
+            rec["scales"] = scales  # how many scales the depth came from (fewer with --max-scale/--budget-ms)
         if fit is not None:
             rec.update(fit.as_dict())
         if self._file:

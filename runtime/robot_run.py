@@ -125,14 +125,15 @@ class LiveFrames:
             if self.stats.frames:
                 click.echo(f"{self.source}: {self.stats.frames} frames, last {self.stats.line()}", err=True)
 
-    def step(self, frame, depth):
-        """Record the frame just processed; returns the depth to write (relative: the colour video)."""
+    def step(self, frame, depth, scales=None):
+        """Record the frame just processed (`scales`: how many the runtime used); returns the depth to write
+        (relative: the colour video)."""
         fit = metres = None
         if self.opts.scaler is not None and not self.opts.sparse_topic:
             metres, fit = self.opts.scaler(depth, self.opts.intrinsics_for(frame), frame=self.stats.frames)
         camera = self.newest is not None
         dropped = self.newest.dropped if camera else 0
-        self.stats.add(self._captured, (time.perf_counter() - self._started) * 1e3, dropped, fit)
+        self.stats.add(self._captured, (time.perf_counter() - self._started) * 1e3, dropped, fit, scales=scales)
         self.opts.publish(frame, depth, metres if fit is not None and fit.ok else None, replay=not camera,
                           t=None if camera or not self.fps else (self.stats.frames - 1) / self.fps)
         return depth
@@ -153,7 +154,7 @@ def run_bag(rt, opts: RobotOptions, src, output_dir, topic, camera_info_topic, c
     try:
         rep = process_bag(src, out, opts.pipeline(rt), topic, camera_info_topic, opts.sparse_topic, copy_input,
                           on_frame=lambda e: stats.add(time.perf_counter() - e["latency_ms"] / 1e3, e["latency_ms"],
-                                                       0, None) and None,
+                                                       0, None, scales=rt.last_scales) and None,
                           on_depth=opts.publish_bag_frame if opts.view is not None else None)
     except DepthartError as e:
         failed.append(str(e))

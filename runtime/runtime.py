@@ -38,12 +38,15 @@ class DepthResult:
         "decoder", "postprocess", "total"); shared by all images of a batch. On TensorRT the graph
         stages are launch times (the GPU runs asynchronously) and "download" holds the wait for
         the GPU plus the copy of the results back.
-    tokens: per scale, the chosen token indices (pn*pn,) int64.
+    tokens: per scale run, the chosen token indices (pn*pn,) int64.
+    scales: how many scales (coarse to fine) the depth was decoded from: all of them unless `max_scale` or
+        `budget_ms` stopped earlier (see DepthRuntime.predict_batch).
     """
 
     depth: np.ndarray
     timings: dict
     tokens: list
+    scales: int | None = None
 
 
 class _Plan:
@@ -63,7 +66,8 @@ class _Plan:
         self.depth = np.zeros((B, 1, S, S), f32)
         steps = m["steps"]
         x = np.zeros((B, steps[0]["tokens"], cfg["width"]), f32)  # step 0's input, from the prefix graph
-        self.calls = [("prefix", backend.bind("prefix", {"image": self.image}, {"x": x}))]
+        self.prefix = ("prefix", backend.bind("prefix", {"image": self.image}, {"x": x}))
+        self.scales = []  # per scale k, its calls: step_k [, tail_k], next_k (f_hat[k % 2] -> f_hat[(k + 1) % 2])
         self.logits, self.tokens, self.h_tail = [], [], []
         self.sample_after = {}
         for s in steps:
@@ -71,50 +75,90 @@ class _Plan:
             logits = np.zeros((B, l, cfg["vocab_size"]), f32)
             tokens = np.zeros((B, l), np.int64)
             h = np.zeros((B, l, cfg["cvae"]), f32)
-            self.calls.append((f"step_{k}", backend.bind(
+            calls = [(f"step_{k}", backend.bind(
                 "step", {"x": x, "past_k": self.cache_k[:a], "past_v": self.cache_v[:a]},
-                {"logits": logits, "tokens": tokens, "h": h, "new_k": self.cache_k[a:b], "new_v": self.cache_v[a:b]})))
+                {"logits": logits, "tokens": tokens, "h": h, "new_k": self.cache_k[a:b], "new_v": self.cache_v[a:b]}))]
             # the next-scale graph takes the last n code vectors (all of them except at step 0)
             h_tail = h if n == l else np.zeros((B, n, cfg["cvae"]), f32)
             last = f"step_{k}"
             if h_tail is not h:
                 last = f"tail_{k}"
-                self.calls.append((last, backend.bind_copy(h_tail, h[:, -n:])))
+                calls.append((last, backend.bind_copy(h_tail, h[:, -n:])))
             self.sample_after[last] = k  # a sampler replaces the greedy code vectors here
             f_in, f_out = self.f_hat[k % 2], self.f_hat[(k + 1) % 2]
             outs = {"f_hat_out": f_out}
             if k + 1 < len(steps):
                 x = np.zeros((B, steps[k + 1]["tokens"], cfg["width"]), f32)
                 outs["x_next"] = x
-            self.calls.append((f"next_{k}", backend.bind(f"next_{k}", {"f_hat": f_in, "h": h_tail}, outs)))
+            calls.append((f"next_{k}", backend.bind(f"next_{k}", {"f_hat": f_in, "h": h_tail}, outs)))
+            self.scales.append(calls)
             self.logits.append(logits)
             self.tokens.append(tokens)
             self.h_tail.append(h_tail)
-        f_final = self.f_hat[len(steps) % 2]
-        self.calls.append(("decoder", backend.bind("decoder", {"f_hat": f_final}, {"depth": self.depth})))
+        # after K scales the latent is in f_hat[K % 2]: a decoder call bound to each buffer decodes any prefix
+        self.decoders = [backend.bind("decoder", {"f_hat": f}, {"depth": self.depth}) for f in self.f_hat]
         self.tails = [s["logits_tail"] for s in steps]
+        self.step_tokens = [s["tokens"] for s in steps]
+        self.seconds = {}  # last measured seconds of "prefix", each scale k (its step, tail and next) and "decoder"
+        # a device backend runs asynchronously: a budget needs real per-scale times, so it waits for the GPU
+        self._sync = getattr(getattr(backend, "device", None), "synchronize", None) if backend.on_device else None
 
-    def run(self, timings: dict, sampler=None, codebook=None):
-        """Run the bound calls on `self.image`; afterwards `self.depth` and `self.tokens` hold the results."""
+    def guess(self, k) -> float:
+        """Seconds that scale k (or "decoder") should take: its last measured time; before one is measured,
+        the previous scale's time scaled up by its token ratio, and twice the prefix (encoder) for the decoder."""
+        if k in self.seconds:
+            return self.seconds[k]
+        if k == "decoder":
+            return 2 * self.seconds.get("prefix", 0.0)
+        return self.guess(k - 1) * max(1.0, self.step_tokens[k] / self.step_tokens[k - 1])
+
+    def run(self, timings: dict, sampler=None, codebook=None, max_scale: int | None = None,
+            deadline: float | None = None) -> int:
+        """Run the bound calls on `self.image`; afterwards `self.depth` and `self.tokens` hold the results.
+
+        max_scale: run scales 0..max_scale-1 only (default: all). deadline: a time.perf_counter() value; scale
+        k >= 1 is skipped (with all after it) when the time now plus its guessed time plus the decoder's would
+        pass it. The first scale always runs. Returns the number of scales run; the decoder decodes their f_hat.
+        """
         backend = self.backend
         self.f_hat[0][:] = 0  # step 0 adds to an empty latent (f_hat[0] also serves as a later output)
         backend.upload(self.image, self.f_hat[0])
-        for name, call in self.calls:
-            t0 = time.perf_counter()
-            call()
-            k = self.sample_after.get(name) if sampler is not None else None
-            if k is not None:
-                n = self.tails[k]
-                backend.download(self.logits[k])
-                idx, h = sampler(k, self.logits[k][:, -n:], codebook)
-                self.tokens[k][:, -n:] = idx
-                self.h_tail[k][:] = h
-                backend.upload(self.tokens[k], self.h_tail[k])
-            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+        sync = self._sync if deadline is not None else None
         t0 = time.perf_counter()
-        backend.download(self.depth, *self.tokens)
+        self.prefix[1]()
+        if sync:
+            sync()
+        timings["prefix"] = self.seconds["prefix"] = time.perf_counter() - t0
+        used = 0
+        for k in range(max_scale or len(self.scales)):
+            if k and deadline is not None and time.perf_counter() + self.guess(k) + self.guess("decoder") > deadline:
+                break
+            t_scale = time.perf_counter()
+            for name, call in self.scales[k]:
+                t0 = time.perf_counter()
+                call()
+                if name in self.sample_after and sampler is not None:
+                    n = self.tails[k]
+                    backend.download(self.logits[k])
+                    idx, h = sampler(k, self.logits[k][:, -n:], codebook)
+                    self.tokens[k][:, -n:] = idx
+                    self.h_tail[k][:] = h
+                    backend.upload(self.tokens[k], self.h_tail[k])
+                timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+            if sync:
+                sync()
+            self.seconds[k] = time.perf_counter() - t_scale
+            used = k + 1
+        t0 = time.perf_counter()
+        self.decoders[used % 2]()
+        if sync:
+            sync()
+        timings["decoder"] = self.seconds["decoder"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        backend.download(self.depth, *self.tokens[:used])
         if backend.on_device:
             timings["download"] = time.perf_counter() - t0
+        return used
 
 
 class DepthRuntime:
@@ -138,6 +182,8 @@ class DepthRuntime:
             True (default) hashes each file unless its size and mtime are those of its last check here,
             "full" re-hashes everything, False checks sizes only. What was checked: `self.verified`.
         max_pixels: image files above this many pixels are refused (depthart.preprocess.MAX_PIXELS).
+        max_scale, budget_ms: the defaults of `predict_batch`'s (None: all scales, no budget), so that code that
+            calls `predict(image)` (videos, bags, the live view) stops early too.
 
     One runtime serves one thread at a time: `predict` holds a lock, so sharing a runtime between
     threads is safe but serialised; for parallel work create one runtime per thread.
@@ -147,9 +193,13 @@ class DepthRuntime:
     """
 
     def __init__(self, bundle_dir, backend: str = "ort", device: str = "cpu", threads: int | None = None,
-                 sampler: str = "auto", tf32: bool = False, verify=True, max_pixels: int = MAX_PIXELS):
+                 sampler: str = "auto", tf32: bool = False, verify=True, max_pixels: int = MAX_PIXELS,
+                 max_scale: int | None = None, budget_ms: float | None = None):
         self.bundle_dir = os.fspath(bundle_dir)
         self.manifest = load_manifest(self.bundle_dir)
+        self.num_scales = len(self.manifest["steps"])
+        self.max_scale, self.budget_ms = self._check_stop(max_scale, budget_ms)
+        self.last_scales = None  # scales used by the last prediction
         mode = {True: "cached", False: "sizes"}.get(verify, verify)
         self.verified = verify_bundle(self.bundle_dir, self.manifest, mode, engines=backend == "trt")
         self.max_pixels = max_pixels
@@ -193,17 +243,42 @@ class DepthRuntime:
             self._plans[batch] = _Plan(self.backend, self.manifest, batch)
         return self._plans[batch]
 
-    def predict(self, image, sampler=None) -> DepthResult:
+    def _check_stop(self, max_scale, budget_ms):
+        whole = isinstance(max_scale, (int, np.integer)) and not isinstance(max_scale, bool)
+        if max_scale is not None and not (whole and 1 <= max_scale <= self.num_scales):
+            raise DepthartError(f"max scale {max_scale!r} is outside 1..{self.num_scales} (the bundle's scales)")
+        if budget_ms is not None and not budget_ms > 0:
+            raise DepthartError(f"latency budget {budget_ms!r} ms must be above 0")
+        return max_scale, budget_ms
+
+    def predict(self, image, sampler=None, max_scale: int | None = None, budget_ms: float | None = None) -> DepthResult:
         """Depth for one image (path, PIL image or array; see depthart.preprocess).
 
         sampler: None (or "auto") for the runtime's own (`self.sampler`), a name ("greedy", "expect", "topk", "mean";
         see runtime.sampling.make_sampler) or a sampler object (e.g. runtime.sampling.TopKTopP(seed=0)).
+        max_scale, budget_ms: stop early; see `predict_batch`.
         """
-        return self.predict_batch([image], sampler)[0]
+        return self.predict_batch([image], sampler, max_scale, budget_ms)[0]
 
-    def predict_batch(self, images, sampler=None) -> list[DepthResult]:
+    def predict_batch(self, images, sampler=None, max_scale: int | None = None,
+                      budget_ms: float | None = None) -> list[DepthResult]:
         """Depth for several images in one pass through the graphs (one batch; on TensorRT, passes of the
-        engines' batch size). `sampler` as for `predict`."""
+        engines' batch size). `sampler` as for `predict`.
+
+        Every prefix of the scales is a coarser depth map (next-scale prediction), so the loop can stop early and
+        decode the latent built so far; `DepthResult.scales` (and `self.last_scales`) says how many scales ran.
+
+        max_scale: run the first `max_scale` scales only, 1..`self.num_scales`. Defaults to the runtime's
+            (all scales).
+        budget_ms: a latency budget per call, in ms from the call's start (image loading and preprocessing
+            included, the final resize not): each scale's wall time is measured as it runs, and the loop stops
+            before a scale whose last measured time (per batch size; before the first measurement, a guess from
+            the previous scale) plus the decoder's would pass the budget. The first scale always runs, so a
+            budget too small for it is overrun. On a GPU the budget waits for the device after each scale.
+            Defaults to the runtime's (none).
+        """
+        max_scale, budget_ms = self._check_stop(self.max_scale if max_scale is None else max_scale,
+                                                self.budget_ms if budget_ms is None else budget_ms)
         images = list(images)
         if sampler is None or (isinstance(sampler, str) and sampler == "auto"):
             sampler = self._sampler
@@ -214,8 +289,9 @@ class DepthRuntime:
                 raise DepthartError(str(e)) from None
         if self.fixed_batch and len(images) > self.fixed_batch:
             return [r for i in range(0, len(images), self.fixed_batch)
-                    for r in self.predict_batch(images[i:i + self.fixed_batch], sampler)]
+                    for r in self.predict_batch(images[i:i + self.fixed_batch], sampler, max_scale, budget_ms)]
         t_start = time.perf_counter()
+        deadline = None if budget_ms is None else t_start + budget_ms / 1e3
         pil = [load_image(im, max_pixels=self.max_pixels) for im in images]
         with self._lock:
             if len(pil) > self.max_batch:
@@ -225,13 +301,14 @@ class DepthRuntime:
                 plan.image[i] = to_model_input(im, self.image_size)
             plan.image[len(pil):] = 0  # padding up to the engines' batch size
             timings = {"preprocess": time.perf_counter() - t_start}
-            plan.run(timings, sampler, self._codebook() if sampler is not None else None)
+            used = plan.run(timings, sampler, self._codebook() if sampler is not None else None, max_scale, deadline)
+            self.last_scales = used
             t0 = time.perf_counter()
             depth_maps = [resize_depth(plan.depth[i, 0], im.height, im.width) for i, im in enumerate(pil)]
-            tokens = [[t[i, -n:].copy() for t, n in zip(plan.tokens, plan.tails)] for i in range(len(pil))]
+            tokens = [[t[i, -n:].copy() for t, n in zip(plan.tokens[:used], plan.tails)] for i in range(len(pil))]
         timings["postprocess"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
-        return [DepthResult(d, timings, t) for d, t in zip(depth_maps, tokens)]
+        return [DepthResult(d, timings, t, used) for d, t in zip(depth_maps, tokens)]
 
     def _codebook(self) -> np.ndarray:
         if not hasattr(self, "_cb"):
