@@ -681,9 +681,12 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
             name = f"{b}: {rt.describe()}"
             contenders[name] = lambda im, rt=rt: rt.predict(im).timings
             memory[name] = rss_mb()[0] - before
-        with progress_bar(total=warmup + runs, desc="benchmarking", unit="round") as bar:
-            samples = run_interleaved(contenders, img, runs=runs, warmup=warmup,
-                                      progress=lambda i, n: bar.update(1), monitor=monitor)
+        try:
+            with progress_bar(total=warmup + runs, desc="benchmarking", unit="round") as bar:
+                samples = run_interleaved(contenders, img, runs=runs, warmup=warmup,
+                                          progress=lambda i, n: bar.update(1), monitor=monitor)
+        except DepthartError as e:  # a backend failed while timed (a GPU fault, out of memory)
+            _fail(f"the benchmark stopped: {e}")
     finally:
         if tmp:
             import shutil

@@ -96,3 +96,17 @@ def test_default_threads_leave_busy_cores_alone_and_the_monitor_reads_the_spread
     header, eager_row, ort_row = [ln for ln in table.splitlines() if ln.startswith(("backend", "eager ", "ort "))]
     assert len(eager_row) == len(ort_row) == len(header)  # a long backend name no longer breaks the columns
     assert "GFLOP/s" not in header  # no FLOP count: no column of dashes
+
+
+def test_bench_turns_a_backend_failure_during_the_timed_runs_into_one_line(tiny_bundle, monkeypatch):
+    from depthart.errors import DepthartError
+    from depthart.runtime import DepthRuntime
+
+    def fault(self, *a, **k):
+        raise DepthartError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(DepthRuntime, "predict", fault)
+    r = CliRunner().invoke(main, ["bench", "--bundle", str(tiny_bundle["dir"]), "--runs", "1", "--warmup", "0"])
+    assert r.exit_code != 0
+    assert "the benchmark stopped: CUDA error: an illegal memory access" in r.output
+    assert "Traceback" not in r.output and not isinstance(r.exception, DepthartError)
