@@ -95,11 +95,9 @@ def check_sidecar(sidecar: dict, trt_version: str, gpu: dict, onnx_sha256: str |
 
 def graph_fingerprint(bundle_dir, graph: dict) -> list:
     """[[file, size, mtime_ns], ...] of a graph's ONNX file and its external data files: a cheap "unchanged" test."""
-    out = []
-    for file in [graph["file"], *graph.get("data_files", [])]:
-        st = os.stat(os.path.join(bundle_dir, file))
-        out.append([file, st.st_size, st.st_mtime_ns])
-    return out
+    from ..integrity import fingerprint
+
+    return [[file, *fingerprint(os.path.join(bundle_dir, file))] for file in [graph["file"], *graph.get("data_files", [])]]
 
 
 def graph_sha256(bundle_dir, graph: dict, sidecar: dict | None = None) -> str:
