@@ -203,14 +203,22 @@ class MultiScaleQuantizer(nn.Module):
     def phi(self, k: int) -> Phi:
         return self.quant_resi.qresi_ls[self._phi_of_scale[k]]
 
-    def nearest(self, z_BChw: torch.Tensor) -> torch.Tensor:
-        """Index of the nearest codebook vector (L2) for every position: (B, h*w) int64."""
+    def code_distances(self, z_BChw: torch.Tensor) -> torch.Tensor:
+        """Squared L2 distance of every position's vector to every code: (B, h*w, V) fp32."""
         B, C, h, w = z_BChw.shape
         with torch.autocast(z_BChw.device.type, enabled=False):  # distances in fp32 even under bf16 autocast
             z_NC = z_BChw.permute(0, 2, 3, 1).reshape(-1, C).float()
             e_VC = self.embedding.weight.float()
             d_NV = z_NC.square().sum(1, keepdim=True) + e_VC.square().sum(1) - 2 * z_NC @ e_VC.T
-        return d_NV.argmin(1).view(B, h * w)
+        return d_NV.view(B, h * w, -1)
+
+    def nearest(self, z_BChw: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest codebook vector (L2) for every position: (B, h*w) int64."""
+        return self.code_distances(z_BChw).argmin(-1)
+
+    def residual(self, k: int, f_BChw: torch.Tensor, f_hat_BChw: torch.Tensor) -> torch.Tensor:
+        """What `f_hat` does not yet explain of `f`, area-downsampled to scale k: (B, cvae, pn, pn)."""
+        return resize(f_BChw - f_hat_BChw, self.cfg.patch_nums[k], "area")
 
     def embed(self, k: int, idx_Bl: torch.Tensor) -> torch.Tensor:
         """Token indices of scale k (B, pn*pn) -> code vectors (B, cvae, pn, pn)."""
@@ -219,9 +227,7 @@ class MultiScaleQuantizer(nn.Module):
 
     def residual_tokens(self, k: int, f_BChw: torch.Tensor, f_hat_BChw: torch.Tensor) -> torch.Tensor:
         """Scale k's tokens for what `f_hat` does not yet explain of `f`: nearest codes of area(f - f_hat)."""
-        rest = f_BChw - f_hat_BChw
-        pn = self.cfg.patch_nums[k]
-        return self.nearest(resize(rest, pn, "area"))
+        return self.nearest(self.residual(k, f_BChw, f_hat_BChw))
 
     def accumulate(self, k: int, f_hat_BChw: torch.Tensor, h_BChw: torch.Tensor) -> torch.Tensor:
         """f_hat + phi_k(bicubic_up(h)): add scale k's code vectors (B, cvae, pn, pn) to f_hat. Out of place."""

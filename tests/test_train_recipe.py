@@ -19,7 +19,7 @@ from depthart.data.torch_data import make_loader
 from depthart.model import DepthART
 from depthart.train.data import open_source
 from depthart.train.latent_cache import LatentCache
-from depthart.train.losses import depthart_loss, scale_weights, teacher_forcing_loss
+from depthart.train.losses import depthart_loss, scale_weights, soft_code_targets, teacher_forcing_loss
 from depthart.train.trainer import MODEL_FILE, TrainConfig, Trainer, lr_factor
 
 
@@ -138,6 +138,32 @@ def test_scale_balanced_ce(model, scenes):
     assert torch.isfinite(loss) and len(metrics["acc"]) == model.cfg.num_scales
     with pytest.raises(Exception, match="scale_balance"):
         TrainConfig(scale_balance=1.5)
+
+
+def test_soft_code_targets(model, scenes):
+    """Soft targets: a distribution over the codes peaked at the nearest one; tau -> 0 gives the hard CE
+    (teacher forcing and DepthART), a larger tau spreads the target over near codes and changes the loss."""
+    q = model.vae.quantize
+    batch = next(iter(make_loader(RenderedDataset(scenes), 16, 3)))
+    f = model.vae.encode(batch["depth"])
+    tokens, f_hats = q.tokenize(f)
+    for k, tau in ((0, 1e-6), (2, 1e-6), (2, 10.0)):
+        p = soft_code_targets(q, k, f, f_hats[k - 1] if k else torch.zeros_like(f), tau)
+        assert p.shape == (*tokens[k].shape, model.cfg.vocab_size)
+        torch.testing.assert_close(p.sum(-1), torch.ones(tokens[k].shape))
+        assert torch.equal(p.argmax(-1), tokens[k])
+        if tau < 1:
+            assert float(p.max(-1).values.min()) > 0.999
+        else:
+            assert float(p.max(-1).values.max()) < 0.5
+    for loss_fn in (teacher_forcing_loss, depthart_loss):
+        hard, _ = loss_fn(model, batch)
+        near_hard, _ = loss_fn(model, batch, soft_tau=1e-6)
+        soft, metrics = loss_fn(model, batch, soft_tau=10.0)
+        torch.testing.assert_close(near_hard, hard, rtol=1e-4, atol=1e-4)
+        assert not torch.isclose(soft, hard) and len(metrics["acc"]) == model.cfg.num_scales
+    with pytest.raises(Exception, match="soft_tau"):
+        TrainConfig(soft_tau=-1)
 
 
 def test_latent_cache_refuses_endless_data(model):

@@ -130,6 +130,9 @@ def _run(cfg, resume: bool):
     click.option("--scale-balance", type=click.FloatRange(0, 1), default=None,
                  help="CE weight of each scale's tokens ~ n_k ** -B: 0 = every token the same (VAR, default), "
                       "1 = every scale the same (the coarse scales' few tokens count as much as the finest scale's)."),
+    click.option("--soft-tau", type=click.FloatRange(0, None), default=None,
+                 help="Soft code targets: the CE's target is softmax(-||residual - code||^2 / TAU) over the codes instead "
+                      "of the nearest code alone (near-tie codes share it). 0 = off (default, the paper's loss)."),
     click.option("--cache-latents/--no-cache-latents", default=None,
                  help="Finite data (rendered:FOLDER, synthetic:N): run the frozen VQ-VAE over every sample once and "
                       "keep its outputs (stored beside the data), so each step runs only the transformer."),

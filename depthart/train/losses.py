@@ -8,7 +8,10 @@ come from those predictions, detached; the KV cache is not, so one backward pass
 scale's activations through the cached keys/values.
 
 Both objectives: cross-entropy with weight 1/L per token, mean over the batch (= the mean over all
-tokens, since every sample has the same L), no label smoothing.
+tokens, since every sample has the same L), no label smoothing. Two options of this project, both off
+by default: per-scale weights (`scale_balance`) and soft code targets (`soft_tau`: the CE's target is
+softmax(-||r - e_v||^2 / tau) over the codes e_v instead of the nearest code alone, where r is the
+residual the scale should add; near-tie codes then share the target; docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ class LoopOutput:
     logits: list = field(default_factory=list)
     targets: list = field(default_factory=list)
     tokens: list = field(default_factory=list)
+    soft_targets: list = field(default_factory=list)  # per CE scale, (B, pn*pn, V), only with soft_tau > 0
     f_hat: torch.Tensor | None = None
 
 
 def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, soft_last: bool = False,
-                cache_dtype=None, image_latents=None) -> LoopOutput:
+                cache_dtype=None, image_latents=None, soft_tau: float = 0.0) -> LoopOutput:
     """The model's own autoregressive loop over all K scales with dynamic targets (DepthART training).
 
     Args:
@@ -53,6 +57,7 @@ def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, s
             Gumbel-softmax(logits, tau 1, soft) @ codebook, so f_hat carries gradients to its logits.
         cache_dtype: dtype of the KV cache (the autocast dtype under mixed precision).
         image_latents: the prefix's VQ-VAE latents if already computed (the trainer's latent cache).
+        soft_tau: > 0: also record each CE scale's soft code target (`soft_code_targets`).
 
     Runs with grad enabled (the cache then writes out of place, see `KVCache.update`). The target
     of scale k is computed before scale k's prediction is added to f_hat.
@@ -69,7 +74,9 @@ def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, s
         pn = cfg.patch_nums[k]
         logits = model.step(x, cond, cache, begin)[:, -pn * pn:]  # (B, pn*pn, V)
         with torch.no_grad():
-            target = q.residual_tokens(k, f_D, f_hat)  # what the model has not explained yet
+            rest = q.residual(k, f_D, f_hat)  # what the model has not explained yet
+            dist = q.code_distances(rest)
+            target = dist.argmin(-1)
         out.targets.append(target)
         if k == K - 1 and soft_last:
             soft = F.gumbel_softmax(logits.float(), tau=1.0, hard=False)  # (B, l, V)
@@ -78,6 +85,8 @@ def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, s
             f_hat = q.accumulate(k, f_hat, h.transpose(1, 2).reshape(B, cfg.cvae, pn, pn))
             break
         out.logits.append(logits)
+        if soft_tau > 0:
+            out.soft_targets.append(soft_from_distances(dist, soft_tau))
         with torch.no_grad():
             idx = logits.argmax(-1) if choose is None else choose(k, logits, target)
             out.tokens.append(idx)
@@ -86,6 +95,20 @@ def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, s
                 x = model.embed_scale(k + 1, q.next_input(k + 1, f_hat))  # own prediction, detached
     out.f_hat = f_hat
     return out
+
+
+def soft_from_distances(dist_BlV: torch.Tensor, tau: float) -> torch.Tensor:
+    """Soft code target softmax(-d / tau) from squared distances (B, l, V) to every code."""
+    return (-dist_BlV / tau).softmax(-1)
+
+
+@torch.no_grad()
+def soft_code_targets(quantize, k: int, f: torch.Tensor, f_hat: torch.Tensor, tau: float) -> torch.Tensor:
+    """Scale k's soft target (B, pn*pn, V): softmax(-||area_k(f - f_hat) - e_v||^2 / tau) over the codes e_v.
+
+    tau -> 0 gives the one-hot nearest code (the hard target); a tau near the squared gap between the
+    nearest and second-nearest code lets near ties share the target."""
+    return soft_from_distances(quantize.code_distances(quantize.residual(k, f, f_hat)), tau)
 
 
 def scale_weights(token_counts, balance: float = 0.0) -> torch.Tensor:
@@ -98,17 +121,21 @@ def scale_weights(token_counts, balance: float = 0.0) -> torch.Tensor:
     return w / (w * n).sum()
 
 
-def _ce_and_accuracy(logits_list, targets_list, balance: float = 0.0):
-    """CE over all tokens of the given scales (weighted per scale, `scale_weights`), and the
-    per-scale argmax accuracy."""
+def _ce_and_accuracy(logits_list, targets_list, balance: float = 0.0, soft_list=None):
+    """CE over all tokens of the given scales (weighted per scale, `scale_weights`), against the hard
+    targets or, with `soft_list` (per scale (B, l, V) distributions), against those; and the per-scale
+    argmax accuracy (always against the hard targets)."""
     logits = torch.cat(logits_list, dim=1)
     targets = torch.cat(targets_list, dim=1)
-    if balance == 0.0:
+    if soft_list:
+        per_token = -(torch.cat(soft_list, dim=1) * logits.float().log_softmax(-1)).sum(-1)  # (B, l)
+    elif balance != 0.0:
+        per_token = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # (B, l)
+    if balance == 0.0 and not soft_list:
         ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
     else:
         counts = [t.shape[1] for t in targets_list]
         w = torch.repeat_interleave(scale_weights(counts, balance), torch.tensor(counts)).to(logits.device)
-        per_token = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # (B, l)
         ce = (per_token * w).sum(1).mean()
     acc = [(lg.detach().argmax(-1) == t).float().mean().item() for lg, t in zip(logits_list, targets_list)]
     return ce, acc
@@ -128,7 +155,7 @@ def _batch_f_D(model, batch: dict) -> torch.Tensor:
 
 
 def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float = REC_WEIGHT, cache_dtype=None,
-                  balance: float = 0.0):
+                  balance: float = 0.0, soft_tau: float = 0.0):
     """The DepthART objective on a batch {"image", "depth"}. Returns (loss, metrics dict).
 
     CE over the scales' dynamic targets; with `rec_loss` the last scale is left out of the CE and
@@ -137,8 +164,8 @@ def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float 
     """
     f_D = _batch_f_D(model, batch)
     out = refine_loop(model, batch["image"], f_D, soft_last=rec_loss, cache_dtype=cache_dtype,
-                      image_latents=batch.get("image_latents"))
-    ce, acc = _ce_and_accuracy(out.logits, out.targets[: len(out.logits)], balance)
+                      image_latents=batch.get("image_latents"), soft_tau=soft_tau)
+    ce, acc = _ce_and_accuracy(out.logits, out.targets[: len(out.logits)], balance, out.soft_targets)
     loss, metrics = ce, {"ce": ce.item()}
     if rec_loss:
         mse = F.mse_loss(out.f_hat.float(), f_D)
@@ -149,19 +176,22 @@ def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float 
     return loss, metrics
 
 
-def teacher_forcing_loss(model, batch: dict, cache_dtype=None, balance: float = 0.0):
+def teacher_forcing_loss(model, batch: dict, cache_dtype=None, balance: float = 0.0, soft_tau: float = 0.0):
     """VAR teacher forcing: GT multi-scale tokens of the depth as inputs and targets, one masked pass.
 
     Returns (loss, metrics dict with loss, ce, acc per scale).
     """
     f_D = _batch_f_D(model, batch)
+    q = model.vae.quantize
     with torch.no_grad():
-        tokens = model.vae.quantize.tokenize(f_D)[0]
+        tokens, f_hats = q.tokenize(f_D)
+        soft = [soft_code_targets(q, k, f_D, f_hats[k - 1] if k else torch.zeros_like(f_D), soft_tau)
+                for k in range(len(tokens))] if soft_tau > 0 else None
     # on CPU the cached scale-by-scale form (same logits) avoids a slow masked fused attention
     logits = model.forward_teacher(batch["image"], tokens, batch.get("image_latents"),
                                    cached=f_D.device.type == "cpu", cache_dtype=cache_dtype)  # (B, L, V)
     per_scale = [logits[:, b:e] for b, e in model.cfg.scale_ranges()]
-    ce, acc = _ce_and_accuracy(per_scale, tokens, balance)
+    ce, acc = _ce_and_accuracy(per_scale, tokens, balance, soft)
     return ce, {"loss": ce.item(), "ce": ce.item(), "acc": acc}
 
 
