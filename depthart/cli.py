@@ -578,8 +578,12 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="CPU threads for eager torch and onnxruntime alike. Default: the cores other processes leave "
                    "idle (CPUs minus the load average).")
+@click.option("--profile", "profile_dir", type=click.Path(file_okay=False), default=None,
+              help="After the timed runs, run the onnxruntime runtime again with onnxruntime's profiler on: kernel time "
+                   "per graph and op type, and one profile JSON per graph in this folder (chrome://tracing, Perfetto).")
 @quiet_option
-def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eager, json_out, no_verify, threads):
+def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eager, json_out, no_verify, threads,
+              profile_dir):
     """Latency of PyTorch eager vs the runtime backends, same model, same image, same sampler (the bundle's:
     what the checkpoint recommends), interleaved.
 
@@ -594,8 +598,8 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
 
     from .preprocess import load_image, resize_depth, to_model_input
     from .runtime import DepthRuntime
-    from .runtime.bench import (LoadMonitor, default_threads, format_table, machine_info, matmul_gflops, rss_mb,
-                                run_interleaved, summarize)
+    from .runtime.bench import (LoadMonitor, StageFlops, default_threads, format_table, machine_info, matmul_gflops,
+                                rss_mb, run_interleaved, summarize)
 
     if checkpoint is None and bundle is None:
         _fail("give --checkpoint (a file or preset) and/or --bundle")
@@ -611,7 +615,7 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
 
         img = Image.fromarray((np.random.default_rng(0).random((240, 320, 3)) * 255).astype(np.uint8)).resize(
             (640, 480), Image.BICUBIC)  # smooth-ish test image
-    contenders, memory, flops = {}, {}, None
+    contenders, memory, flops, stage_flops = {}, {}, None, None
     tmp = None
     try:
         if checkpoint is not None:
@@ -646,8 +650,9 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
             samp = make_sampler(samp_name)
             x = torch.from_numpy(to_model_input(img, size))[None].to(dev)
             with FlopCounterMode(display=False) as fc:
-                model.predict_normalized(x, samp)
-            flops = float(fc.get_total_flops())
+                counted = StageFlops(fc)
+                model.predict_normalized(x, samp, timings=counted)
+            flops, stage_flops = float(fc.get_total_flops()), counted.flops
 
             def eager(im):
                 t0 = time.perf_counter()
@@ -687,25 +692,39 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
                                           progress=lambda i, n: bar.update(1), monitor=monitor)
         except DepthartError as e:  # a backend failed while timed (a GPU fault, out of memory)
             _fail(f"the benchmark stopped: {e}")
+        prof = None
+        if profile_dir:
+            from .runtime.bench import profile_ort
+
+            if device != "cpu":
+                click.echo(f"--profile: profiles the onnxruntime CPU provider; --device {device} is not profiled", err=True)
+            else:
+                prof = profile_ort(bundle, img, threads, runs, profile_dir)
     finally:
         if tmp:
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
     machine = machine_info()
-    matmul = matmul_gflops()
-    summary = summarize(samples, flops, baseline=next((n for n in contenders if n.startswith("eager")), None))
+    matmul, matmul_source = matmul_gflops(threads=threads)
+    summary = summarize(samples, flops, baseline=next((n for n in contenders if n.startswith("eager")), None),
+                        stage_flops=stage_flops, matmul=matmul)
     for name in summary:
         summary[name]["rss_load_mb"] = round(memory.get(name, 0.0), 1)
     load = monitor.report(samples)
-    click.echo(format_table(summary, machine, matmul, flops, load))
+    click.echo(format_table(summary, machine, matmul, flops, load, matmul_source, stage_flops))
+    if prof:
+        from .runtime.bench import format_profile
+
+        click.echo(format_profile(prof))
     click.echo("memory (RSS growth when loading, MB): " +
                ", ".join(f"{n}: {summary[n]['rss_load_mb']:.0f}" for n in summary) +
                f"; process peak {rss_mb()[1]:.0f} MB")
     if json_out:
         from .fileio import atomic_write_bytes
 
-        data = {"machine": machine, "matmul_gflops": matmul, "flops_per_frame": flops, "runs": runs,
+        data = {"machine": machine, "matmul_gflops": matmul, "matmul_source": matmul_source, "flops_per_frame": flops,
+                "flops_per_stage": stage_flops, "profile": prof, "runs": runs,
                 "warmup": warmup, "image_size": [img.width, img.height], "threads": threads, "load": load,
                 "results": summary,
                 "peak_rss_mb": rss_mb()[1]}

@@ -61,8 +61,10 @@ class StepGraph(nn.Module):
 
     def forward(self, x, past_k, past_v):
         m = self.model
-        B, l = x.shape[0], x.shape[1]
-        cond = m.cond(m.null_labels(1, x.device)).expand(B, -1)
+        l = x.shape[1]
+        # the null class's condition, batch 1: it broadcasts over the batch in every AdaLN, and as a graph constant
+        # onnxruntime folds the whole AdaLN modulation (Gemm, split, +1) into constants at load (fewer nodes per call)
+        cond = m.cond(m.null_labels(1, x.device))
         cache = _PastKV(past_k, past_v)
         S = past_k.shape[0] + l
         # additive mask over keys: -inf on the null slot 0, 0 elsewhere; (1, S) broadcasts over queries

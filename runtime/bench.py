@@ -48,18 +48,124 @@ def machine_info() -> dict:
     return info
 
 
-def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
-    """GFLOP/s of a plain float32 n x n matmul (numpy's BLAS): what this machine's cores allow."""
-    rng = np.random.default_rng(0)
-    a = rng.random((n, n), dtype=np.float32)
-    b = rng.random((n, n), dtype=np.float32)
-    a @ b
+def _best_of(fn, reps: int) -> float:
+    fn()
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
-        a @ b
+        fn()
         best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
+    return best
+
+
+def matmul_gflops(n: int = 1024, reps: int = 5, threads: int | None = None) -> tuple[float, str]:
+    """GFLOP/s of a plain float32 n x n matmul on `threads` threads, and what ran it: what this machine's cores
+    allow the contenders at the same thread count.
+
+    onnxruntime's own MatMul kernel (one-node graph, `threads` intra-op threads) where the onnx package is there;
+    else torch at `threads` threads; else numpy's BLAS (its own thread count: said in the source string)."""
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    flop = 2 * n ** 3
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+                                  [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
+                                  [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = min(model.ir_version, 10)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return flop / _best_of(lambda: sess.run(None, {"a": a, "b": b}), reps) / 1e9, \
+            f"onnxruntime MatMul {n}x{n}, {threads or 'default'} threads"
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        before = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            return flop / _best_of(lambda: ta @ tb, reps) / 1e9, f"torch matmul {n}x{n}, {torch.get_num_threads()} threads"
+        finally:
+            torch.set_num_threads(before)
+    except ImportError:
+        pass
+    return flop / _best_of(lambda: a @ b, reps) / 1e9, f"numpy matmul {n}x{n}, BLAS's own threads"
+
+
+class StageFlops(dict):
+    """A `timings` dict for the PyTorch model's stage clock (`DepthART.predict_normalized(..., timings=)`) that also
+    records the FLOPs of each stage: give it a running torch FlopCounterMode; after the call `flops[stage]` holds
+    each stage's FLOPs (the counter's total at the stage's end minus at its start)."""
+
+    def __init__(self, counter):
+        super().__init__()
+        self.counter, self.flops, self._seen = counter, {}, 0
+
+    def __setitem__(self, key, value):
+        total = int(self.counter.get_total_flops())
+        self.flops[key] = self.flops.get(key, 0) + total - self._seen
+        self._seen = total
+        super().__setitem__(key, value)
+
+
+def profile_ort(bundle_dir: str, image, threads: int | None, runs: int, out_dir: str, top: int = 6) -> dict:
+    """onnxruntime's own profiler over `runs` frames of the runtime (after 2 warm-up frames): kernel time per graph
+    and per op type, in ms per frame, and the profiler's JSON files (one per graph, in `out_dir`, viewable in
+    chrome://tracing or Perfetto). Profiling slows every op down a little (it times each one), so its times are
+    for shares, not for the latency table."""
+    import collections
+    import json
+
+    from .runtime import DepthRuntime
+
+    os.makedirs(out_dir, exist_ok=True)
+    rt = DepthRuntime(bundle_dir, threads=threads, verify=False, profile_dir=out_dir)
+    for _ in range(2):
+        rt.predict(image)
+    rt.backend.start_profiled_frames()
+    for _ in range(runs):
+        rt.predict(image)
+    files = rt.backend.end_profiling()
+    graphs = {}
+    for name, path in files.items():
+        with open(path) as f:
+            events = json.load(f)
+        # the warm-up frames' calls are in the file too: count the nodes that start after their last call
+        starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+        warm = rt.backend.warm_calls.get(name, 0)
+        since = starts[warm] if warm < len(starts) else float("inf")
+        ops, total = collections.Counter(), 0.0
+        for e in events:
+            if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e["ts"] >= since:
+                ops[e["args"].get("op_name", "?")] += e["dur"] / 1e3
+                total += e["dur"] / 1e3
+        graphs[name] = {"file": path, "kernel_ms_per_frame": total / runs,
+                        "ops_ms_per_frame": {op: ms / runs for op, ms in ops.most_common()},
+                        "top": [(op, ms / runs, ms / total if total else 0.0) for op, ms in ops.most_common(top)]}
+    return {"runs": runs, "threads": threads, "graphs": graphs}
+
+
+def format_profile(prof: dict) -> str:
+    lines = [f"onnxruntime profile ({prof['runs']} frames, {prof['threads'] or 'default'} threads; kernel ms per frame,"
+             " the largest op types with their share of the graph):"]
+    order = sorted(prof["graphs"].items(), key=lambda kv: -kv[1]["kernel_ms_per_frame"])
+    for name, g in order:
+        tops = ", ".join(f"{op} {ms:.2f} ({100 * sh:.0f}%)" for op, ms, sh in g["top"])
+        lines.append(f"  {name:<8} {g['kernel_ms_per_frame']:7.2f}  {tops}")
+    lines.append("  profiles: " + os.path.dirname(next(iter(prof["graphs"].values()))["file"]) if prof["graphs"] else "")
+    return "\n".join(lines)
 
 
 def rss_mb() -> tuple[float, float]:
@@ -184,8 +290,10 @@ def run_interleaved(contenders: dict, image, runs: int = 10, warmup: int = 2, pr
     return samples
 
 
-def summarize(samples: dict, flops: float | None, baseline: str | None = "eager") -> dict:
-    """p50/p90/min per stage and end to end, ratio to the baseline (p50 to p50 and min to min), GFLOP/s."""
+def summarize(samples: dict, flops: float | None, baseline: str | None = "eager", stage_flops: dict | None = None,
+              matmul: float | None = None) -> dict:
+    """p50/p90/min per stage and end to end, ratio to the baseline (p50 to p50 and min to min), GFLOP/s, and with
+    `stage_flops` ({stage: FLOPs}, `StageFlops`) each stage's GFLOP/s and, with `matmul`, its share of that peak."""
     out = {}
     base = None
     if baseline in samples:
@@ -196,12 +304,19 @@ def summarize(samples: dict, flops: float | None, baseline: str | None = "eager"
         per = {k: {"p50_ms": float(np.percentile([r.get(k, 0.0) for r in runs], 50)) * 1e3,
                    "p90_ms": float(np.percentile([r.get(k, 0.0) for r in runs], 90)) * 1e3,
                    "min_ms": float(min(r.get(k, 0.0) for r in runs)) * 1e3} for k in stages}
+        for k, st in per.items():
+            f = (stage_flops or {}).get(k)
+            if f and st["p50_ms"] > 0:
+                st["gflops_per_s"] = f / (st["p50_ms"] / 1e3) / 1e9
+                if matmul:
+                    st["of_matmul"] = st["gflops_per_s"] / matmul
         p50, fastest = per["total"]["p50_ms"] / 1e3, per["total"]["min_ms"] / 1e3
         out[name] = {"stages": per, "p50_ms": per["total"]["p50_ms"], "p90_ms": per["total"]["p90_ms"],
                      "min_ms": per["total"]["min_ms"],
                      "speedup_vs_eager": (base / p50) if base else None,
                      "speedup_vs_eager_min": (base_min / fastest) if base else None,
-                     "gflops_per_s": (flops / p50 / 1e9) if flops else None}
+                     "gflops_per_s": (flops / p50 / 1e9) if flops else None,
+                     "of_matmul": (flops / p50 / 1e9 / matmul) if flops and matmul else None}
     return out
 
 
@@ -219,7 +334,7 @@ def _short(name: str) -> str:
 
 
 def format_table(summary: dict, machine: dict, matmul: float | None, flops: float | None,
-                 load: dict | None = None) -> str:
+                 load: dict | None = None, matmul_source: str | None = None, stage_flops: dict | None = None) -> str:
     lines = [f"machine: {machine.get('cpu')} ({machine.get('cpu_count')} cores)"
              + (f", GPU {machine['gpu']}" if "gpu" in machine else ""),
              "versions: " + ", ".join(f"{k} {v}" for k, v in machine.items()
@@ -235,7 +350,8 @@ def format_table(summary: dict, machine: dict, matmul: float | None, flops: floa
             lines += [f"  - {r}" for r in load["reasons"]]
     if flops:
         lines.append(f"work per frame: {flops / 1e9:.2f} GFLOP" + (f"; plain fp32 matmul here: {matmul:.1f} GFLOP/s"
-                                                                    if matmul else ""))
+                                                                    if matmul else "")
+                     + (f" ({matmul_source})" if matmul and matmul_source else ""))
     labels = {n: _short(n) for n in summary}
     if len(set(labels.values())) < len(labels):
         labels = {n: n[:12] for n in summary}
@@ -247,12 +363,25 @@ def format_table(summary: dict, machine: dict, matmul: float | None, flops: floa
         ratio = f"{s['speedup_vs_eager']:.2f}x" if s["speedup_vs_eager"] else "-"
         rmin = f"{s['speedup_vs_eager_min']:.2f}x" if s.get("speedup_vs_eager_min") else "-"
         gf = f" {s['gflops_per_s']:>8.2f}" if s["gflops_per_s"] else f" {'-':>8}"
+        if s["gflops_per_s"] and s.get("of_matmul"):
+            gf += f" ({100 * s['of_matmul']:.0f}% of matmul)"
         lines.append(f"{labels[name]:<{w}} {s['p50_ms']:>9.1f} {s['p90_ms']:>9.1f} {s.get('min_ms', 0):>9.1f} "
                      f"{ratio:>9} {rmin:>7}" + (gf if has_flops else ""))
     lines += [f"  {labels[n]}: {n}" for n in summary if labels[n] != n]
     names = list(summary)
-    lines.append("per stage, p50 ms: " + " | ".join(labels[n] for n in names))
+    lines.append("per stage, p50 ms" + (" [GFLOP/s, % of matmul]" if stage_flops and matmul else
+                                        " [GFLOP/s]" if stage_flops else "") + ": " + " | ".join(labels[n] for n in names))
+
+    def cell(st):
+        if not st:
+            return "-"
+        text = f"{st['p50_ms']:.2f}"
+        if st.get("gflops_per_s"):
+            text += f" [{st['gflops_per_s']:.0f}" + (f", {100 * st['of_matmul']:.0f}%" if st.get("of_matmul") else "") + "]"
+        return text
+
     for st in sorted({k for s in summary.values() for k in s["stages"] if k != "total"}, key=_stage_order):
-        vals = [summary[n]["stages"].get(st, {}).get("p50_ms") for n in names]
-        lines.append(f"  {st:<12} " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals))
+        f = (stage_flops or {}).get(st)
+        work = f"{f / 1e9:6.3f} GFLOP  " if f else (" " * 14 if stage_flops else "")
+        lines.append(f"  {st:<12} {work}" + " | ".join(cell(summary[n]["stages"].get(st)) for n in names))
     return "\n".join(lines)

@@ -184,6 +184,7 @@ class DepthRuntime:
         max_pixels: image files above this many pixels are refused (depthart.preprocess.MAX_PIXELS).
         max_scale, budget_ms: the defaults of `predict_batch`'s (None: all scales, no budget), so that code that
             calls `predict(image)` (videos, bags, the live view) stops early too.
+        profile_dir: "ort" only: onnxruntime's profiler on, one JSON file per graph there (`depthart bench --profile`).
 
     One runtime serves one thread at a time: `predict` holds a lock, so sharing a runtime between
     threads is safe but serialised; for parallel work create one runtime per thread.
@@ -194,7 +195,7 @@ class DepthRuntime:
 
     def __init__(self, bundle_dir, backend: str = "ort", device: str = "cpu", threads: int | None = None,
                  sampler: str = "auto", tf32: bool = False, verify=True, max_pixels: int = MAX_PIXELS,
-                 max_scale: int | None = None, budget_ms: float | None = None):
+                 max_scale: int | None = None, budget_ms: float | None = None, profile_dir: str | None = None):
         self.bundle_dir = os.fspath(bundle_dir)
         self.manifest = load_manifest(self.bundle_dir)
         self.num_scales = len(self.manifest["steps"])
@@ -215,7 +216,8 @@ class DepthRuntime:
             if backend == "ort":
                 from .backends.ort import OrtBackend
 
-                self.backend = OrtBackend(self.bundle_dir, self.manifest, device=device, threads=threads, tf32=tf32)
+                self.backend = OrtBackend(self.bundle_dir, self.manifest, device=device, threads=threads, tf32=tf32,
+                                          profile_dir=profile_dir)
             elif backend == "trt":
                 from .backends.trt import TrtBackend
 

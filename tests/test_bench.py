@@ -20,6 +20,31 @@ def test_bench_tiny_reports_every_contender(tiny_bundle, tmp_path):
     assert ort["p50_ms"] > 0 and ort["speedup_vs_eager"] > 0 and ort["gflops_per_s"] > 0
     assert {"prefix", "step_0", "decoder", "total"} <= set(ort["stages"])
     assert data["flops_per_frame"] > 0 and data["matmul_gflops"] > 0 and data["machine"]["cpu_count"] >= 1
+    # the peak is measured at the contenders' thread count, and every stage's FLOPs add up to the frame's
+    assert f"{data['threads']} threads" in data["matmul_source"]
+    per_stage = data["flops_per_stage"]
+    assert {"prefix", "step_0", "decoder"} <= set(per_stage) and all(f >= 0 for f in per_stage.values())
+    assert sum(per_stage.values()) == data["flops_per_frame"]
+    assert per_stage["step_0"] > per_stage["next_0"]
+    for name in names:
+        st = data["results"][name]["stages"]["decoder"]
+        assert st["gflops_per_s"] > 0 and st["of_matmul"] == st["gflops_per_s"] / data["matmul_gflops"]
+    assert "% of matmul" in r.output and "GFLOP  " in r.output
+
+
+def test_bench_profile_names_each_graphs_ops(tiny_bundle, tmp_path):
+    out, prof = tmp_path / "bench.json", tmp_path / "prof"
+    r = CliRunner().invoke(main, ["bench", "--bundle", str(tiny_bundle["dir"]), "--runs", "2", "--warmup", "0",
+                                  "--threads", "1", "--profile", str(prof), "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "onnxruntime profile (2 frames, 1 threads" in r.output
+    graphs = json.loads(out.read_text())["profile"]["graphs"]
+    manifest = json.loads((tiny_bundle["dir"] / "manifest.json").read_text())
+    assert set(graphs) == set(manifest["graphs"])
+    for name, g in graphs.items():
+        assert (prof / g["file"].split("/")[-1]).exists() and g["kernel_ms_per_frame"] > 0
+        assert abs(sum(g["ops_ms_per_frame"].values()) - g["kernel_ms_per_frame"]) < 1e-6
+    assert "MatMul" in graphs["step"]["ops_ms_per_frame"] and "Conv" in graphs["decoder"]["ops_ms_per_frame"]
 
 
 def test_bench_times_eager_with_the_runtimes_sampler(tiny_expect_bundle):

@@ -87,13 +87,16 @@ class OrtBackend:
     name = "ort"
 
     def __init__(self, bundle_dir, manifest: dict, device: str = "cpu", threads: int | None = None,
-                 tf32: bool = False, trt_cache: str | None = None, cuda_device=None, host_buffers: bool = False):
+                 tf32: bool = False, trt_cache: str | None = None, cuda_device=None, host_buffers: bool = False,
+                 profile_dir: str | None = None):
         """device: providers in order ("cpu", "cuda", "trt", comma-separated). tf32: let the CUDA provider use
         TF32 (default: fp32). trt_cache: the TensorRT provider's engine/timing cache folder. cuda_device: the
         device memory to bind (CudaDevice's interface; default: a CudaDevice for the CUDA/TensorRT providers,
         none for the CPU provider; tests pass a fake to run the device path on CPU). host_buffers: bind host
         memory even on a GPU provider, so every call copies its inputs (the KV prefix) to the device and its
-        outputs back: the old behaviour, for measuring what device binding saves (scripts/gpu_check.py)."""
+        outputs back: the old behaviour, for measuring what device binding saves (scripts/gpu_check.py).
+        profile_dir: turn on onnxruntime's profiler, one JSON file per graph there (`end_profiling`; for
+        `depthart bench --profile`: it slows every call)."""
         ort = _ort()
         wanted = [PROVIDER_ALIASES.get(p, p) for p in device.split(",")]
         if "CPUExecutionProvider" not in wanted:
@@ -121,8 +124,13 @@ class OrtBackend:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         stream = getattr(cuda_device, "stream", None) if gpu else None  # the providers' own stream otherwise
         self.sessions = {}
+        self.calls = {}  # calls per graph so far (bound calls)
+        self.warm_calls = {}  # the counts when `start_profiled_frames` was called
         for name, g in manifest["graphs"].items():
             providers = provider_options(wanted, manifest, name, tf32=tf32, stream=stream, trt_cache=trt_cache)
+            if profile_dir:
+                opts.enable_profiling = True
+                opts.profile_file_prefix = os.path.join(profile_dir, name)
             sess = ort.InferenceSession(os.path.join(bundle_dir, g["file"]), opts, providers=providers)
             check_io(name, g, [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()])
             self.sessions[name] = sess
@@ -152,12 +160,22 @@ class OrtBackend:
             _check_contiguous(graph, name, arr)
             binding.bind_output(name, self._kind, 0, arr.dtype, list(arr.shape), address(arr))
         keep = (inputs, outputs)  # onnxruntime holds raw pointers only: the arrays must outlive the binding
+        calls = self.calls
 
         def call():
             sess.run_with_iobinding(binding)
+            calls[graph] = calls.get(graph, 0) + 1
             return keep
 
         return call
+
+    def start_profiled_frames(self) -> None:
+        """Mark the calls so far (warm-up) as not to be counted by a profile summary."""
+        self.warm_calls = dict(self.calls)
+
+    def end_profiling(self) -> dict:
+        """Stop the profiler of every session (profile_dir given); returns {graph: its JSON file}."""
+        return {name: sess.end_profiling() for name, sess in self.sessions.items()}
 
     def upload(self, *arrays: np.ndarray) -> None:
         """Host -> device where the buffers are on a device; else nothing (onnxruntime reads the host buffers)."""
