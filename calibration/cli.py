@@ -29,9 +29,15 @@ import click
                                              "and write it into the bundle (accuracy.json and the manifest).")
 @click.option("--report-images", type=click.IntRange(min=1), default=8, show_default=True,
               help="Held-out procedural scenes for --report (plus Middlebury when scikit-image is installed).")
+@click.option("--int8-format", type=click.Choice(["s8s8", "u8s8"]), default="s8s8", show_default=True,
+              help="int8: s8s8 = symmetric int8 activations (TensorRT, any provider); u8s8 = uint8 activations, "
+                   "onnxruntime's CPU provider only, where its int8 kernels are fast (docs/precision.md).")
+@click.option("--plan", "plan_items", multiple=True, metavar="GRAPH=PRECISION",
+              help="Per-graph precision instead of the default plan, repeatable: e.g. --plan decoder=int8 "
+                   "--plan step=fp32 (graphs: prefix, step, next_* or next_K, decoder; fp32, fp16 or int8).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 def calibrate_cmd(bundle, precision, output, calib_images, num_calib, method, cache_dir, report, report_images,
-                  force):
+                  int8_format, plan_items, force):
     """Make an fp16 or int8 bundle from an fp32 bundle (onnxruntime calibration, Q/DQ for TensorRT)."""
     from depthart.errors import DepthartError
 
@@ -44,9 +50,17 @@ def calibrate_cmd(bundle, precision, output, calib_images, num_calib, method, ca
     from .quantize import make_precision_bundle
 
     say = lambda m: click.echo(f"  {m}", err=True)  # noqa: E731
+    plan = {}
+    for item in plan_items:
+        graph, sep, prec = item.partition("=")
+        if not sep or not graph or prec not in ("fp32", "fp16", "int8"):
+            raise click.BadParameter(f"{item!r}: give GRAPH=PRECISION, e.g. decoder=int8 (fp32, fp16 or int8)",
+                                     param_hint="--plan")
+        plan[graph] = prec
     try:
         manifest = make_precision_bundle(bundle, output, precision, calib_images=calib_images, num_calib=num_calib,
-                                         method=method, force=force, cache_dir=cache_dir, progress=say)
+                                         method=method, force=force, cache_dir=cache_dir, progress=say,
+                                         plan=plan or None, int8_format=int8_format)
     except (DepthartError, FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"wrote {output} ({precision}: " +

@@ -7,7 +7,9 @@ typed mode builds the precision that is in the ONNX. Written here (no onnxconver
 keep-list is explicit and the casts stay within the op allowlist.
 
 int8: onnxruntime `quantize_static` in QDQ format, int8 activations and weights, symmetric (zero
-point 0, as TensorRT requires), per-channel weights, on MatMul/Gemm/Conv only, with ranges
+point 0, as TensorRT requires; format "s8s8", the default), or for onnxruntime's CPU provider
+"u8s8": asymmetric uint8 activations with int8 weights, the form its x86 (VNNI) kernels run fast;
+per-channel weights, on MatMul/Gemm/Conv only, with ranges
 calibrated on the recorded feeds of every scale (`feeds.py`). Ranges are cached per graph as
 onnxruntime calibration tables under a key of (fp32 graphs, image set, method), so a repeated
 export does not recalibrate. What stays in higher precision is a per-graph plan, recorded in
@@ -29,6 +31,9 @@ PRECISIONS = ("fp16", "int8")
 METHODS = ("minmax", "entropy", "percentile")
 QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Cast"})  # allowlist extension for these bundles
 INT8_OP_TYPES = ("MatMul", "Gemm", "Conv")
+# int8 formats: activations / weights. s8s8: symmetric int8 activations (TensorRT's rule; onnxruntime's CPU provider
+# runs it too, but gains little: docs/precision.md); u8s8: asymmetric uint8 activations, onnxruntime CPU only.
+INT8_FORMATS = ("s8s8", "u8s8")
 
 # fp16: ops kept in float32 (reductions and normalisations overflow or lose precision in fp16;
 # ArgMax/ArgMin choose tokens, where a tie flipped by rounding changes the whole next scale)
@@ -51,6 +56,10 @@ DEFAULT_PLANS = {
 
 def graph_plan(manifest: dict, precision: str, overrides: dict | None = None) -> dict:
     """graph name -> precision for every graph of the bundle (defaults, then `overrides`)."""
+    unknown = [g for g in (overrides or {}) if g not in manifest["graphs"] and g not in ("*", "next_*")]
+    if unknown:
+        raise ValueError(f"plan names no graph of this bundle: {', '.join(unknown)} (its graphs: "
+                         f"{', '.join(manifest['graphs'])}, or next_* / *)")
     rules = {**DEFAULT_PLANS[precision], **(overrides or {})}
     plan = {}
     for name in manifest["graphs"]:
@@ -178,8 +187,9 @@ def int8_exclusions(model, exclude: tuple[str, ...] = ("attention", "head")) -> 
 
 
 def quantize_int8(src_path, dst_path, feeds: list[dict] | None, *, method: str = "minmax", cache_path=None,
-                  exclude: tuple[str, ...] = ("attention", "head"), percentile: float = 99.999) -> dict:
-    """onnxruntime static QDQ quantisation of one graph (symmetric int8, per-channel weights).
+                  exclude: tuple[str, ...] = ("attention", "head"), percentile: float = 99.999,
+                  int8_format: str = "s8s8") -> dict:
+    """onnxruntime static QDQ quantisation of one graph (int8 per-channel weights; activations per `int8_format`).
 
     Args:
         src_path: the fp32 ONNX file.
@@ -189,6 +199,7 @@ def quantize_int8(src_path, dst_path, feeds: list[dict] | None, *, method: str =
         cache_path: an onnxruntime calibration table (JSON); read if it exists, else written.
         exclude: roles or node names kept in fp32 (`int8_exclusions`).
         percentile: for method "percentile".
+        int8_format: "s8s8" (symmetric int8 activations: TensorRT) or "u8s8" (asymmetric uint8: onnxruntime CPU).
 
     Returns:
         {"excluded_nodes": [...], "calibrated": bool (False when the ranges came from the cache)}.
@@ -198,6 +209,9 @@ def quantize_int8(src_path, dst_path, feeds: list[dict] | None, *, method: str =
 
     if method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}; use one of {METHODS}")
+    if int8_format not in INT8_FORMATS:
+        raise ValueError(f"unknown int8 format {int8_format!r}; use one of {INT8_FORMATS}")
+    u8 = int8_format == "u8s8"
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
     excluded = int8_exclusions(onnx.load(os.fspath(src_path), load_external_data=False), tuple(exclude))
@@ -220,10 +234,10 @@ def quantize_int8(src_path, dst_path, feeds: list[dict] | None, *, method: str =
     try:
         quantize_static(os.fspath(src_path), os.fspath(dst_path), reader,
                         quant_format=QuantFormat.QDQ, op_types_to_quantize=list(INT8_OP_TYPES), per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8 if u8 else QuantType.QInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=excluded, calibrate_method=cm,
                         calibration_cache_path=None if cache_path is None else os.fspath(cache_path),
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                        extra_options={"ActivationSymmetric": not u8, "WeightSymmetric": True,
                                        "CalibPercentile": percentile, **extra})
     finally:
         root.setLevel(level)
@@ -243,7 +257,7 @@ def check_precision_graph(path) -> set[str]:
 def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images=None, num_calib: int = 16,
                           method: str = "minmax", force: bool = False, plan: dict | None = None,
                           int8_exclude: tuple[str, ...] = ("attention", "head"),
-                          fp16_keep_ops=FP16_KEEP_OPS, cache_dir=None, progress=None) -> dict:
+                          fp16_keep_ops=FP16_KEEP_OPS, cache_dir=None, progress=None, int8_format: str = "s8s8") -> dict:
     """An fp16 or int8 bundle from an fp32 bundle. Returns the new manifest.
 
     Args:
@@ -259,6 +273,9 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
         fp16_keep_ops: op types kept in fp32 in fp16 graphs.
         cache_dir: where calibration tables are cached; defaults to `feeds.default_cache_dir()`.
         progress: optional callable(message).
+        int8_format: "s8s8" (default: symmetric int8 activations, for TensorRT and any provider) or "u8s8"
+            (asymmetric uint8 activations: onnxruntime's CPU provider only, where it is the fast form;
+            TensorRT refuses such a bundle).
     """
     import onnx
 
@@ -271,6 +288,8 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if int8_format not in INT8_FORMATS:
+        raise ValueError(f"int8 format must be one of {INT8_FORMATS}, got {int8_format!r}")
     say = progress or (lambda msg: None)
     src = os.path.abspath(os.fspath(fp32_bundle_dir))
     out_dir = os.path.abspath(os.fspath(out_dir))
@@ -291,7 +310,10 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
         size = m["image_size"]
         say(f"calibration images: {calib_images or 'procedural scenes'} ({num_calib})")
         images, image_set = fd.calibration_images(calib_images, num_calib, size)
-        key = fd.calibration_key(fd.bundle_hash(src), image_set, method=method, op_types=list(INT8_OP_TYPES))
+        settings = {"method": method, "op_types": list(INT8_OP_TYPES)}
+        if int8_format != "s8s8":  # s8s8 keys stay those of earlier caches
+            settings["int8_format"] = int8_format
+        key = fd.calibration_key(fd.bundle_hash(src), image_set, **settings)
         cache = os.path.join(os.fspath(cache_dir or fd.default_cache_dir()), key)
         os.makedirs(cache, exist_ok=True)
         tables = {g: os.path.join(cache, f"{g}.json") for g in int8_graphs}
@@ -302,7 +324,9 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
         else:
             say(f"calibration ranges from the cache {cache}")
         calib = {"method": method, "images": image_set, "key": key, "cache": cache, "format": "QDQ",
-                 "activations": "int8 symmetric per-tensor", "weights": "int8 symmetric per-channel",
+                 "int8_format": int8_format,
+                 "activations": "uint8 asymmetric per-tensor" if int8_format == "u8s8" else "int8 symmetric per-tensor",
+                 "weights": "int8 symmetric per-channel",
                  "op_types": list(INT8_OP_TYPES), "tool": "onnxruntime.quantization.quantize_static",
                  "calibrated": feeds is not None}
 
@@ -325,7 +349,8 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
                 choice["fp32_nodes"] = len(kept)
             elif p == "int8":
                 r = quantize_int8(os.path.join(src, g["file"]), path, feeds.get(name) if feeds else None,
-                                  method=method, cache_path=tables[name], exclude=int8_exclude)
+                                  method=method, cache_path=tables[name], exclude=int8_exclude,
+                                  int8_format=int8_format)
                 choice["fp32_nodes"] = r["excluded_nodes"]
                 choice["fp32_roles"] = [e for e in int8_exclude if e in ("attention", "head")]
             ops = check_precision_graph(path)

@@ -97,6 +97,9 @@ def build_engines(bundle_dir, manifest: dict, *, batch: int = 1, workspace_mb: i
                                 "build the engines on the target GPU later with --trt.") from None
     gpu = device.identity()
     precision = manifest.get("precision", "fp32")
+    if (manifest.get("calibration") or {}).get("int8_format") == "u8s8":
+        raise DepthartError(f"{bundle_dir}: a u8s8 int8 bundle (uint8 activations, for onnxruntime's CPU provider) "
+                            "cannot become TensorRT engines; calibrate with --int8-format s8s8")
     say = progress or (lambda msg: None)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

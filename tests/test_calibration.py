@@ -182,3 +182,45 @@ def test_calibrate_command_writes_bundle_and_report(tiny_bundle, precision_bundl
     assert read_manifest(out)["accuracy"]["file"] == "accuracy.json"
     r = CliRunner().invoke(calibrate_cmd, [str(tiny_bundle["dir"]), "--precision", "int8", "-o", str(out)])
     assert r.exit_code == 1 and "exists" in r.output
+
+
+def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path):
+    """--int8-format u8s8 --plan decoder=int8 --plan step=fp32: only the decoder is quantised, with uint8
+    activations (asymmetric: zero points not all 0) and int8 weights; it runs near fp32; s8s8 and u8s8 ranges
+    are cached under different keys; a plan naming no graph is refused."""
+    from click.testing import CliRunner
+
+    from depthart.calibration.cli import calibrate_cmd
+    from depthart.runtime import DepthRuntime
+
+    out = tmp_path / "u8"
+    r = CliRunner().invoke(calibrate_cmd, [str(tiny_bundle["dir"]), "--precision", "int8", "-o", str(out),
+                                           "--num-calib", "2", "--cache-dir", str(precision_bundles["cache"]),
+                                           "--int8-format", "u8s8", "--plan", "decoder=int8", "--plan", "step=fp32"])
+    assert r.exit_code == 0, r.output
+    m = read_manifest(out)
+    assert {g: c["precision"] for g, c in m["precision_plan"].items() if c["precision"] != "fp32"} == {"decoder": "int8"}
+    assert m["calibration"]["int8_format"] == "u8s8" and m["calibration"]["activations"].startswith("uint8")
+    assert m["calibration"]["key"] != read_manifest(precision_bundles["int8"])["calibration"]["key"]
+    dec = onnx.load(str(out / m["graphs"]["decoder"]["file"]))
+    q = [n for n in dec.graph.node if n.op_type == "QuantizeLinear"]
+    assert q, "the decoder has no Q/DQ nodes"
+    inits = {i.name: i for i in dec.graph.initializer}
+    zero_points = [onnx.numpy_helper.to_array(inits[n.input[2]]) for n in q if n.input[2] in inits]
+    assert all(z.dtype == np.uint8 for z in zero_points) and any(int(z) != 0 for z in zero_points)
+    assert (out / "step.onnx").read_bytes() == (tiny_bundle["dir"] / "step.onnx").read_bytes()
+    img = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
+    ref = DepthRuntime(tiny_bundle["dir"]).predict(img)
+    got = DepthRuntime(out).predict(img)
+    assert [t.tolist() for t in got.tokens] == [t.tolist() for t in ref.tokens]  # tokens untouched
+    assert 0 < np.abs(got.depth - ref.depth).mean() < 0.05
+    from depthart.errors import DepthartError
+
+    with pytest.raises(DepthartError, match="CPU provider only"):
+        DepthRuntime(out, device="cuda")
+    r = CliRunner().invoke(calibrate_cmd, [str(tiny_bundle["dir"]), "--precision", "int8", "-o", str(tmp_path / "x"),
+                                           "--plan", "decodr=int8"])
+    assert r.exit_code == 1 and "decodr" in r.output and "its graphs" in r.output
+    r = CliRunner().invoke(calibrate_cmd, [str(tiny_bundle["dir"]), "--precision", "int8", "-o", str(tmp_path / "x"),
+                                           "--plan", "decoder"])
+    assert r.exit_code == 2 and "GRAPH=PRECISION" in r.output

@@ -101,6 +101,9 @@ class OrtBackend:
         wanted = [PROVIDER_ALIASES.get(p, p) for p in device.split(",")]
         if "CPUExecutionProvider" not in wanted:
             wanted.append("CPUExecutionProvider")
+        if wanted[0] in GPU_PROVIDERS and (manifest.get("calibration") or {}).get("int8_format") == "u8s8":
+            raise DepthartError(f"{bundle_dir}: a u8s8 int8 bundle (uint8 activations) runs on onnxruntime's CPU "
+                                "provider only; for a GPU make one with depthart calibrate --int8-format s8s8")
         available = ort.get_available_providers()
         unknown = [p for p in wanted if p not in available]
         if unknown:
