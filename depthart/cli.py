@@ -565,8 +565,9 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
 @click.option("-c", "--checkpoint", default=None, metavar="PATH|PRESET",
               help="Model for PyTorch eager (and for the bundle, if --bundle is not given). A preset name "
                    "means random weights, fine for speed.")
-@click.option("--bundle", type=click.Path(file_okay=False), default=None,
-              help="An exported bundle; default: export the checkpoint to a temporary folder.")
+@click.option("--bundle", "bundles", type=click.Path(file_okay=False), multiple=True,
+              help="An exported bundle; default: export the checkpoint to a temporary folder. Repeat it to time several "
+                   "bundles (e.g. fp32 and int8) interleaved in one run.")
 @click.option("--backends", default="ort", show_default=True, help="Runtime backends, comma-separated: ort, trt.")
 @click.option("--device", default="cpu", show_default=True, help="Eager torch device and onnxruntime providers.")
 @click.option("--image", type=click.Path(dir_okay=False), default=None, help="Input image (default: a test image).")
@@ -582,7 +583,7 @@ def run_cmd(bundle, inputs, output_dir, backend, device, batch, sampler, side_by
               help="After the timed runs, run the onnxruntime runtime again with onnxruntime's profiler on: kernel time "
                    "per graph and op type, and one profile JSON per graph in this folder (chrome://tracing, Perfetto).")
 @quiet_option
-def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eager, json_out, no_verify, threads,
+def bench_cmd(checkpoint, bundles, backends, device, image, runs, warmup, no_eager, json_out, no_verify, threads,
               profile_dir):
     """Latency of PyTorch eager vs the runtime backends, same model, same image, same sampler (the bundle's:
     what the checkpoint recommends), interleaved.
@@ -601,8 +602,10 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
     from .runtime.bench import (LoadMonitor, StageFlops, default_threads, format_table, machine_info, matmul_gflops,
                                 rss_mb, run_interleaved, summarize)
 
-    if checkpoint is None and bundle is None:
+    if checkpoint is None and not bundles:
         _fail("give --checkpoint (a file or preset) and/or --bundle")
+    bundles = list(bundles)
+    bundle = bundles[0] if bundles else None
     threads = threads or default_threads()
     monitor = LoadMonitor(threads)  # the load average now, before this command's own work
     if image:
@@ -674,16 +677,20 @@ def bench_cmd(checkpoint, bundle, backends, device, image, runs, warmup, no_eage
 
                 tmp = tempfile.mkdtemp(prefix="depthart-bench-")
                 bundle = os.path.join(tmp, "bundle")
+                bundles = [bundle]
                 click.echo("exporting the model to a temporary bundle ...", err=True)
                 export_bundle(model, bundle, source=str(checkpoint), check=False)
-        for b in [x.strip() for x in backends.split(",") if x.strip()]:
+        for b, bdir in [(x.strip(), d) for d in bundles for x in backends.split(",") if x.strip()]:
             before = rss_mb()[0]
             try:
-                rt = DepthRuntime(bundle, backend=b, device=device if b == "ort" else "cpu", verify=not no_verify,
+                rt = DepthRuntime(bdir, backend=b, device=device if b == "ort" else "cpu", verify=not no_verify,
                                   threads=threads)
             except DepthartError as e:
                 _fail(str(e))
             name = f"{b}: {rt.describe()}"
+            if len(bundles) > 1:  # which bundle: its precision (and folder) in the label
+                name = f"{b} {rt.manifest.get('precision', 'fp32')} ({os.path.basename(os.path.normpath(bdir))}): " \
+                       f"{rt.describe()}"
             contenders[name] = lambda im, rt=rt: rt.predict(im).timings
             memory[name] = rss_mb()[0] - before
         try:

@@ -58,7 +58,7 @@ def _best_of(fn, reps: int) -> float:
     return best
 
 
-def matmul_gflops(n: int = 1024, reps: int = 5, threads: int | None = None) -> tuple[float, str]:
+def matmul_gflops(n: int = 2048, reps: int = 3, threads: int | None = None) -> tuple[float, str]:
     """GFLOP/s of a plain float32 n x n matmul on `threads` threads, and what ran it: what this machine's cores
     allow the contenders at the same thread count.
 
@@ -330,7 +330,8 @@ def _stage_order(name: str):
 
 def _short(name: str) -> str:
     """A contender's table label: 'ort: onnxruntime CPUExecutionProvider ...' -> 'ort', 'eager (cpu)' -> 'eager'."""
-    return name.split(":", 1)[0].split(" (", 1)[0]
+    head = name.split(":", 1)[0]
+    return head.split(" (", 1)[0] if head.startswith("eager") else head
 
 
 def format_table(summary: dict, machine: dict, matmul: float | None, flops: float | None,

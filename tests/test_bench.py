@@ -135,3 +135,18 @@ def test_bench_turns_a_backend_failure_during_the_timed_runs_into_one_line(tiny_
     assert r.exit_code != 0
     assert "the benchmark stopped: CUDA error: an illegal memory access" in r.output
     assert "Traceback" not in r.output and not isinstance(r.exception, DepthartError)
+
+
+def test_bench_times_several_bundles_interleaved(tiny_bundle, tmp_path):
+    """Two bundles (here the same graphs in two folders) are two contenders, labelled by precision and folder."""
+    import shutil
+
+    other = tmp_path / "copy"
+    shutil.copytree(tiny_bundle["dir"], other)
+    out = tmp_path / "bench.json"
+    r = CliRunner().invoke(main, ["bench", "--bundle", str(tiny_bundle["dir"]), "--bundle", str(other), "--runs", "2",
+                                  "--warmup", "0", "--threads", "1", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    names = list(json.loads(out.read_text())["results"])
+    assert len(names) == 2 and names[1].startswith("ort fp32 (copy): ")
+    assert "ort fp32 (copy)" in r.output

@@ -185,7 +185,7 @@ def test_calibrate_command_writes_bundle_and_report(tiny_bundle, precision_bundl
 
 
 def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path):
-    """--int8-format u8s8 --plan decoder=int8 --plan step=fp32: only the decoder is quantised, with uint8
+    """--int8-format u8s8 (default plan): only the decoder is quantised, with uint8
     activations (asymmetric: zero points not all 0) and int8 weights; it runs near fp32; s8s8 and u8s8 ranges
     are cached under different keys; a plan naming no graph is refused."""
     from click.testing import CliRunner
@@ -196,7 +196,7 @@ def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path)
     out = tmp_path / "u8"
     r = CliRunner().invoke(calibrate_cmd, [str(tiny_bundle["dir"]), "--precision", "int8", "-o", str(out),
                                            "--num-calib", "2", "--cache-dir", str(precision_bundles["cache"]),
-                                           "--int8-format", "u8s8", "--plan", "decoder=int8", "--plan", "step=fp32"])
+                                           "--int8-format", "u8s8"])  # its default plan: the decoder only
     assert r.exit_code == 0, r.output
     m = read_manifest(out)
     assert {g: c["precision"] for g, c in m["precision_plan"].items() if c["precision"] != "fp32"} == {"decoder": "int8"}
@@ -218,6 +218,11 @@ def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path)
 
     with pytest.raises(DepthartError, match="CPU provider only"):
         DepthRuntime(out, device="cuda")
+    from depthart.calibration.quantize import graph_plan
+
+    plan = graph_plan(m, "int8", {"step": "int8"}, "u8s8")
+    assert plan["step"] == "int8" and plan["decoder"] == "int8" and plan["prefix"] == "fp32"
+    assert graph_plan(m, "int8")["decoder"] == "fp32" and graph_plan(m, "int8")["step"] == "int8"  # s8s8: TensorRT's
     r = CliRunner().invoke(calibrate_cmd, [str(tiny_bundle["dir"]), "--precision", "int8", "-o", str(tmp_path / "x"),
                                            "--plan", "decodr=int8"])
     assert r.exit_code == 1 and "decodr" in r.output and "its graphs" in r.output
