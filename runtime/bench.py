@@ -120,7 +120,7 @@ class StageFlops(dict):
         super().__setitem__(key, value)
 
 
-def profile_ort(bundle_dir: str, image, threads: int | None, runs: int, out_dir: str, top: int = 6) -> dict:
+def profile_ort(bundle_dir: str, image, threads: int | None, runs: int, out_dir: str) -> dict:
     """onnxruntime's own profiler over `runs` frames of the runtime (after 2 warm-up frames): kernel time per graph
     and per op type, in ms per frame, and the profiler's JSON files (one per graph, in `out_dir`, viewable in
     chrome://tracing or Perfetto). Profiling slows every op down a little (it times each one), so its times are
@@ -130,21 +130,19 @@ def profile_ort(bundle_dir: str, image, threads: int | None, runs: int, out_dir:
 
     from .runtime import DepthRuntime
 
+    warmup = 2
     os.makedirs(out_dir, exist_ok=True)
     rt = DepthRuntime(bundle_dir, threads=threads, verify=False, profile_dir=out_dir)
-    for _ in range(2):
-        rt.predict(image)
-    rt.backend.start_profiled_frames()
-    for _ in range(runs):
+    for _ in range(warmup + runs):
         rt.predict(image)
     files = rt.backend.end_profiling()
     graphs = {}
     for name, path in files.items():
         with open(path) as f:
             events = json.load(f)
-        # the warm-up frames' calls are in the file too: count the nodes that start after their last call
+        # every frame calls a graph equally often: count the nodes from the first call after the warm-up frames
         starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
-        warm = rt.backend.warm_calls.get(name, 0)
+        warm = len(starts) // (warmup + runs) * warmup
         since = starts[warm] if warm < len(starts) else float("inf")
         ops, total = collections.Counter(), 0.0
         for e in events:
@@ -152,19 +150,20 @@ def profile_ort(bundle_dir: str, image, threads: int | None, runs: int, out_dir:
                 ops[e["args"].get("op_name", "?")] += e["dur"] / 1e3
                 total += e["dur"] / 1e3
         graphs[name] = {"file": path, "kernel_ms_per_frame": total / runs,
-                        "ops_ms_per_frame": {op: ms / runs for op, ms in ops.most_common()},
-                        "top": [(op, ms / runs, ms / total if total else 0.0) for op, ms in ops.most_common(top)]}
-    return {"runs": runs, "threads": threads, "graphs": graphs}
+                        "ops_ms_per_frame": {op: ms / runs for op, ms in ops.most_common()}}
+    return {"runs": runs, "threads": threads, "dir": out_dir, "graphs": graphs}
 
 
-def format_profile(prof: dict) -> str:
+def format_profile(prof: dict, top: int = 6) -> str:
     lines = [f"onnxruntime profile ({prof['runs']} frames, {prof['threads'] or 'default'} threads; kernel ms per frame,"
              " the largest op types with their share of the graph):"]
     order = sorted(prof["graphs"].items(), key=lambda kv: -kv[1]["kernel_ms_per_frame"])
     for name, g in order:
-        tops = ", ".join(f"{op} {ms:.2f} ({100 * sh:.0f}%)" for op, ms, sh in g["top"])
-        lines.append(f"  {name:<8} {g['kernel_ms_per_frame']:7.2f}  {tops}")
-    lines.append("  profiles: " + os.path.dirname(next(iter(prof["graphs"].values()))["file"]) if prof["graphs"] else "")
+        total = g["kernel_ms_per_frame"]
+        tops = ", ".join(f"{op} {ms:.2f} ({100 * ms / total if total else 0:.0f}%)"
+                         for op, ms in list(g["ops_ms_per_frame"].items())[:top])
+        lines.append(f"  {name:<8} {total:7.2f}  {tops}")
+    lines.append(f"  profiles: {prof['dir']}")
     return "\n".join(lines)
 
 

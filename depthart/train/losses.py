@@ -127,13 +127,13 @@ def _ce_and_accuracy(logits_list, targets_list, balance: float = 0.0, soft_list=
     argmax accuracy (always against the hard targets)."""
     logits = torch.cat(logits_list, dim=1)
     targets = torch.cat(targets_list, dim=1)
-    if soft_list:
-        per_token = -(torch.cat(soft_list, dim=1) * logits.float().log_softmax(-1)).sum(-1)  # (B, l)
-    elif balance != 0.0:
-        per_token = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # (B, l)
     if balance == 0.0 and not soft_list:
         ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
     else:
+        if soft_list:
+            per_token = -(torch.cat(soft_list, dim=1) * logits.float().log_softmax(-1)).sum(-1)  # (B, l)
+        else:
+            per_token = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # (B, l)
         counts = [t.shape[1] for t in targets_list]
         w = torch.repeat_interleave(scale_weights(counts, balance), torch.tensor(counts)).to(logits.device)
         ce = (per_token * w).sum(1).mean()

@@ -127,8 +127,6 @@ class OrtBackend:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         stream = getattr(cuda_device, "stream", None) if gpu else None  # the providers' own stream otherwise
         self.sessions = {}
-        self.calls = {}  # calls per graph so far (bound calls)
-        self.warm_calls = {}  # the counts when `start_profiled_frames` was called
         for name, g in manifest["graphs"].items():
             providers = provider_options(wanted, manifest, name, tf32=tf32, stream=stream, trt_cache=trt_cache)
             if profile_dir:
@@ -163,18 +161,12 @@ class OrtBackend:
             _check_contiguous(graph, name, arr)
             binding.bind_output(name, self._kind, 0, arr.dtype, list(arr.shape), address(arr))
         keep = (inputs, outputs)  # onnxruntime holds raw pointers only: the arrays must outlive the binding
-        calls = self.calls
 
         def call():
             sess.run_with_iobinding(binding)
-            calls[graph] = calls.get(graph, 0) + 1
             return keep
 
         return call
-
-    def start_profiled_frames(self) -> None:
-        """Mark the calls so far (warm-up) as not to be counted by a profile summary."""
-        self.warm_calls = dict(self.calls)
 
     def end_profiling(self) -> dict:
         """Stop the profiler of every session (profile_dir given); returns {graph: its JSON file}."""
