@@ -19,7 +19,8 @@ from depthart.data.torch_data import make_loader
 from depthart.model import DepthART
 from depthart.train.data import open_source
 from depthart.train.latent_cache import LatentCache
-from depthart.train.losses import depthart_loss, scale_weights, soft_code_targets, teacher_forcing_loss
+from depthart.train.losses import (depthart_loss, expected_code_error, scale_weights, soft_code_targets,
+                                   teacher_forcing_loss)
 from depthart.train.trainer import MODEL_FILE, TrainConfig, Trainer, lr_factor
 
 
@@ -164,6 +165,34 @@ def test_soft_code_targets(model, scenes):
         assert not torch.isclose(soft, hard) and len(metrics["acc"]) == model.cfg.num_scales
     with pytest.raises(Exception, match="soft_tau"):
         TrainConfig(soft_tau=-1)
+
+
+def test_expected_code_regression(model, scenes):
+    """code_mse: ||softmax(logits) @ codebook - residual||^2 per token. Zero when the logits pick the code
+    that equals the residual; a near code costs less than a far one; it adds to the CE of both objectives,
+    and its gradient reaches the logits."""
+    q = model.vae.quantize
+    E = q.embedding.weight.detach()
+    V = E.shape[0]
+    far = int((E - E[0]).square().sum(1).argmax())
+    near = int((E - E[0]).square().sum(1).topk(2, largest=False).indices[1])
+    r = E[0].expand(2, 1, -1)  # residual = code 0 exactly, 2 samples, 1 token
+    onehot = lambda v: torch.nn.functional.one_hot(torch.full((2, 1), v), V).float() * 50.0
+    assert float(expected_code_error([onehot(0)], [r], E)) == pytest.approx(0.0, abs=1e-6)
+    assert 0 < float(expected_code_error([onehot(near)], [r], E)) < float(expected_code_error([onehot(far)], [r], E))
+    logits = torch.zeros(2, 1, V, requires_grad=True)
+    expected_code_error([logits], [r], E).backward()
+    assert float(logits.grad.abs().sum()) > 0 and float(logits.grad[0, 0, 0]) < 0  # more mass on the right code
+    batch = next(iter(make_loader(RenderedDataset(scenes), 16, 3)))
+    for loss_fn in (teacher_forcing_loss, depthart_loss):
+        torch.manual_seed(0)
+        plain, m0 = loss_fn(model, batch)
+        torch.manual_seed(0)
+        both, m1 = loss_fn(model, batch, code_mse=2.0)
+        assert "code_mse" not in m0 and m1["code_mse"] > 0
+        torch.testing.assert_close(both, plain + 2.0 * m1["code_mse"], rtol=1e-4, atol=1e-4)
+    with pytest.raises(Exception, match="code_mse"):
+        TrainConfig(code_mse=-1)
 
 
 def test_latent_cache_refuses_endless_data(model):

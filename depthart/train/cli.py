@@ -133,6 +133,9 @@ def _run(cfg, resume: bool):
     click.option("--soft-tau", type=click.FloatRange(0, None), default=None,
                  help="Soft code targets: the CE's target is softmax(-||residual - code||^2 / TAU) over the codes instead "
                       "of the nearest code alone (near-tie codes share it). 0 = off (default, the paper's loss)."),
+    click.option("--code-mse", type=click.FloatRange(0, None), default=None,
+                 help="Add W x ||expected code vector - residual||^2 per token (the vector the `expect` sampler "
+                      "feeds), weighted per scale like the CE: a near-miss costs less than a far one. 0 = off (default)."),
     click.option("--cache-latents/--no-cache-latents", default=None,
                  help="Finite data (rendered:FOLDER, synthetic:N): run the frozen VQ-VAE over every sample once and "
                       "keep its outputs (stored beside the data), so each step runs only the transformer."),

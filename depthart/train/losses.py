@@ -11,7 +11,11 @@ Both objectives: cross-entropy with weight 1/L per token, mean over the batch (=
 tokens, since every sample has the same L), no label smoothing. Two options of this project, both off
 by default: per-scale weights (`scale_balance`) and soft code targets (`soft_tau`: the CE's target is
 softmax(-||r - e_v||^2 / tau) over the codes e_v instead of the nearest code alone, where r is the
-residual the scale should add; near-tie codes then share the target; docs/experiments.md).
+residual the scale should add; near-tie codes then share the target; docs/experiments.md). A third
+option, `code_mse`, adds a regression term: the squared distance between the code vector the model
+expects, sum_v softmax(logits)_v e_v (what the `expect` sampler feeds), and the residual r itself, so a
+wrong pick near the right code costs little and one far away costs much (the CE alone does not know which
+codes are near each other).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class LoopOutput:
     targets: list = field(default_factory=list)
     tokens: list = field(default_factory=list)
     soft_targets: list = field(default_factory=list)  # per CE scale, (B, pn*pn, V), only with soft_tau > 0
+    residuals: list = field(default_factory=list)  # per scale, area_k(f_D - f_hat_<k) (B, pn*pn, cvae), no grad
     f_hat: torch.Tensor | None = None
 
 
@@ -78,6 +83,7 @@ def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, s
             dist = q.code_distances(rest)
             target = dist.argmin(-1)
         out.targets.append(target)
+        out.residuals.append(rest.flatten(2).transpose(1, 2))
         if k == K - 1 and soft_last:
             soft = F.gumbel_softmax(logits.float(), tau=1.0, hard=False)  # (B, l, V)
             h = (soft @ codebook.float()).to(f_hat.dtype)  # (B, l, cvae), differentiable
@@ -141,6 +147,26 @@ def _ce_and_accuracy(logits_list, targets_list, balance: float = 0.0, soft_list=
     return ce, acc
 
 
+def expected_code_error(logits_list, residuals_list, codebook_VC: torch.Tensor, balance: float = 0.0) -> torch.Tensor:
+    """Regression term: ||sum_v softmax(logits)_v e_v - r||^2 per token (r: the residual the scale should
+    add, (B, l, cvae) per scale), weighted per scale like the CE (`scale_weights`), mean over the batch."""
+    e_VC = codebook_VC.detach().float()
+    per_token = torch.cat([(lg.float().softmax(-1) @ e_VC - r.float()).square().sum(-1)
+                           for lg, r in zip(logits_list, residuals_list)], dim=1)  # (B, l)
+    counts = [r.shape[1] for r in residuals_list]
+    w = torch.repeat_interleave(scale_weights(counts, balance), torch.tensor(counts)).to(per_token.device)
+    return (per_token * w).sum(1).mean()
+
+
+def _add_code_mse(loss, metrics, model, logits_list, residuals_list, weight: float, balance: float):
+    """loss + weight * `expected_code_error`, recorded in metrics as code_mse; unchanged for weight 0."""
+    if weight <= 0:
+        return loss
+    err = expected_code_error(logits_list, residuals_list, model.vae.quantize.embedding.weight, balance)
+    metrics["code_mse"] = err.item()
+    return loss + weight * err
+
+
 @torch.no_grad()
 def depth_latent(model, depth_B3HW: torch.Tensor) -> torch.Tensor:
     """f_D: the frozen VQ-VAE's continuous latent of the normalised 3-channel depth (no grad)."""
@@ -155,7 +181,7 @@ def _batch_f_D(model, batch: dict) -> torch.Tensor:
 
 
 def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float = REC_WEIGHT, cache_dtype=None,
-                  balance: float = 0.0, soft_tau: float = 0.0):
+                  balance: float = 0.0, soft_tau: float = 0.0, code_mse: float = 0.0):
     """The DepthART objective on a batch {"image", "depth"}. Returns (loss, metrics dict).
 
     CE over the scales' dynamic targets; with `rec_loss` the last scale is left out of the CE and
@@ -172,11 +198,13 @@ def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float 
         loss = ce + rec_weight * mse
         metrics["mse"] = mse.item()
         acc.append((out.tokens[-1] == out.targets[-1]).float().mean().item())
+    loss = _add_code_mse(loss, metrics, model, out.logits, out.residuals[: len(out.logits)], code_mse, balance)
     metrics.update(loss=loss.item(), acc=acc)
     return loss, metrics
 
 
-def teacher_forcing_loss(model, batch: dict, cache_dtype=None, balance: float = 0.0, soft_tau: float = 0.0):
+def teacher_forcing_loss(model, batch: dict, cache_dtype=None, balance: float = 0.0, soft_tau: float = 0.0,
+                        code_mse: float = 0.0):
     """VAR teacher forcing: GT multi-scale tokens of the depth as inputs and targets, one masked pass.
 
     Returns (loss, metrics dict with loss, ce, acc per scale).
@@ -185,14 +213,19 @@ def teacher_forcing_loss(model, batch: dict, cache_dtype=None, balance: float = 
     q = model.vae.quantize
     with torch.no_grad():
         tokens, f_hats = q.tokenize(f_D)
-        soft = [soft_code_targets(q, k, f_D, f_hats[k - 1] if k else torch.zeros_like(f_D), soft_tau)
-                for k in range(len(tokens))] if soft_tau > 0 else None
+        before = [f_hats[k - 1] if k else torch.zeros_like(f_D) for k in range(len(tokens))]  # f_hat_<k
+        soft = [soft_code_targets(q, k, f_D, before[k], soft_tau) for k in range(len(tokens))] if soft_tau > 0 else None
+        residuals = [q.residual(k, f_D, before[k]).flatten(2).transpose(1, 2) for k in range(len(tokens))] \
+            if code_mse > 0 else None
     # on CPU the cached scale-by-scale form (same logits) avoids a slow masked fused attention
     logits = model.forward_teacher(batch["image"], tokens, batch.get("image_latents"),
                                    cached=f_D.device.type == "cpu", cache_dtype=cache_dtype)  # (B, L, V)
     per_scale = [logits[:, b:e] for b, e in model.cfg.scale_ranges()]
     ce, acc = _ce_and_accuracy(per_scale, tokens, balance, soft)
-    return ce, {"loss": ce.item(), "ce": ce.item(), "acc": acc}
+    metrics = {"ce": ce.item()}
+    loss = _add_code_mse(ce, metrics, model, per_scale, residuals, code_mse, balance)
+    metrics.update(loss=loss.item(), acc=acc)
+    return loss, metrics
 
 
 LOSSES = {"depthart": depthart_loss, "var": teacher_forcing_loss}

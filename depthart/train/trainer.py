@@ -80,6 +80,7 @@ class TrainConfig:
     rec_loss: bool = False  # depthart: the release's Gumbel soft last scale + 10 x latent MSE
     scale_balance: float = 0.0  # CE weight of a scale's tokens ~ n_k ** -scale_balance (0: per token, VAR; 1: per scale)
     soft_tau: float = 0.0  # > 0: CE against softmax(-squared code distance / tau) instead of the nearest code
+    code_mse: float = 0.0  # > 0: + code_mse * ||expected code vector - residual||^2 (losses.expected_code_error)
     save_every: int = 1000
     keep_checkpoints: bool = False  # also keep a copy of each checkpoint's weights in ckpt/ (curves)
     log_every: int = 10
@@ -104,6 +105,8 @@ class TrainConfig:
             problems.append(f"scale_balance must be in [0, 1], got {self.scale_balance}")
         if self.soft_tau < 0:
             problems.append(f"soft_tau must be >= 0, got {self.soft_tau}")
+        if self.code_mse < 0:
+            problems.append(f"code_mse must be >= 0, got {self.code_mse}")
         if self.depth_weight < 0:
             problems.append("depth_weight must be >= 0")
         if self.lr_schedule not in ("step", "cosine"):
@@ -302,10 +305,11 @@ class Trainer:
             if cfg.method == "depthart":
                 loss, metrics = depthart_loss(self.model, batch, rec_loss=cfg.rec_loss,
                                               cache_dtype=torch.bfloat16 if self.amp else None,
-                                              balance=cfg.scale_balance, soft_tau=cfg.soft_tau)
+                                              balance=cfg.scale_balance, soft_tau=cfg.soft_tau, code_mse=cfg.code_mse)
             elif cfg.method == "var":
                 loss, metrics = teacher_forcing_loss(self.model, batch, cache_dtype=torch.bfloat16 if self.amp else None,
-                                                     balance=cfg.scale_balance, soft_tau=cfg.soft_tau)
+                                                     balance=cfg.scale_balance, soft_tau=cfg.soft_tau,
+                                                     code_mse=cfg.code_mse)
             else:
                 # the VQ-VAE codes both pyramids the transformer sees: RGB images and depth maps
                 x = torch.cat([batch["image"], batch["depth"]])
