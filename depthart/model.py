@@ -289,24 +289,26 @@ class DepthART(nn.Module):
     # ---------------------------------------------------------------- teacher forcing
     def forward_teacher(self, img_B3HW: torch.Tensor, idx_list: list[torch.Tensor],
                         image_latents: torch.Tensor | None = None, cached: bool = False,
-                        cache_dtype=None) -> torch.Tensor:
+                        cache_dtype=None, with_prefix: bool = False) -> torch.Tensor:
         """One masked pass over the full sequence with ground-truth depth tokens (VAR teacher forcing).
 
         Returns logits of the depth tokens, (B, L, V): position j predicts depth token j.
         `image_latents`: the prefix's VQ-VAE latents if already computed (see `image_prefix`).
         `cached`: run it as the cached scale-by-scale loop (same result; faster for training on CPU).
+        `with_prefix`: return the logits of all 2L positions, the image prefix's first (B, 2L, V).
         """
         B = img_B3HW.shape[0]
         L = self.cfg.tokens_per_map
         cond = self.cond(self.null_labels(B, img_B3HW.device))
         x = torch.cat([self.image_prefix(img_B3HW, image_latents), self.depth_inputs(cond, idx_list)], dim=1)
+        first = 0 if with_prefix else L
         if not cached:
-            return self.step(x, cond, None, 0, self.block_causal_bias())[:, L:]
+            return self.step(x, cond, None, 0, self.block_causal_bias())[:, first:]
         # the same computation block by block through a KV cache: no (T, T) mask, which PyTorch's
         # fused CPU attention handles slowly; the cache writes out of place under autograd
         cache = KVCache(self.cfg, B, x.device, cache_dtype or self.pos_1LC.dtype)
         logits = [self.step(x[:, b:e], cond, cache, b) for b, e in self.cfg.step_ranges()]
-        return torch.cat(logits, dim=1)[:, L:]
+        return torch.cat(logits, dim=1)[:, first:]
 
     def depth_inputs(self, cond_BD, idx_list) -> torch.Tensor:
         """Teacher-forcing depth tokens (B, L, C): start token(s), then scales 1..K-1 from GT tokens."""

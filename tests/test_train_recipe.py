@@ -19,8 +19,8 @@ from depthart.data.torch_data import make_loader
 from depthart.model import DepthART
 from depthart.train.data import open_source
 from depthart.train.latent_cache import LatentCache
-from depthart.train.losses import (depthart_loss, expected_code_error, scale_weights, soft_code_targets,
-                                   teacher_forcing_loss)
+from depthart.train.losses import (depthart_loss, expected_code_error, prefix_aux_loss, refine_loop, scale_weights,
+                                   soft_code_targets, teacher_forcing_loss)
 from depthart.train.trainer import MODEL_FILE, TrainConfig, Trainer, lr_factor
 
 
@@ -193,6 +193,39 @@ def test_expected_code_regression(model, scenes):
         torch.testing.assert_close(both, plain + 2.0 * m1["code_mse"], rtol=1e-4, atol=1e-4)
     with pytest.raises(Exception, match="code_mse"):
         TrainConfig(code_mse=-1)
+
+
+def test_prefix_aux_trains_the_image_prefix_outputs(model, scenes):
+    """prefix_aux: the image prefix's logits (the same in the teacher-forcing pass and DepthART's loop) are
+    scored against the nearest codes of area_k(f_D); the depth logits do not change; the loss adds up."""
+    batch = next(iter(make_loader(RenderedDataset(scenes), 16, 3)))
+    q, L = model.vae.quantize, model.cfg.tokens_per_map
+    f = model.vae.encode(batch["depth"])
+    tokens, _ = q.tokenize(f)
+    with torch.no_grad():
+        full = model.forward_teacher(batch["image"], tokens, with_prefix=True)
+        assert full.shape[1] == 2 * L
+        torch.testing.assert_close(full[:, L:], model.forward_teacher(batch["image"], tokens), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(full, model.forward_teacher(batch["image"], tokens, cached=True, with_prefix=True),
+                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(refine_loop(model, batch["image"], f).prefix_logits, full[:, :L], rtol=1e-4, atol=1e-4)
+    # the 1x1 prefix target is the nearest code of the mean latent, i.e. the depth pyramid's first token
+    prefix = full[:, :L].clone()
+    prefix[:, 0] = torch.nn.functional.one_hot(tokens[0][:, 0], model.cfg.vocab_size).float() * 100
+    prefix.requires_grad_(True)
+    loss, ce, acc = prefix_aux_loss(model, prefix, f, balance=1.0)
+    loss.backward()
+    assert float(prefix.grad[:, 0].abs().max()) < 1e-6 and float(prefix.grad[:, 1:].abs().sum()) > 0
+    assert 1 / L <= acc <= 1
+    for loss_fn in (teacher_forcing_loss, depthart_loss):
+        torch.manual_seed(0)
+        plain, _ = loss_fn(model, batch)
+        torch.manual_seed(0)
+        with_aux, m = loss_fn(model, batch, prefix_aux=0.5)
+        assert m["prefix_ce"] > 0 and 0 <= m["prefix_acc"] <= 1
+        torch.testing.assert_close(with_aux, plain + 0.5 * m["prefix_ce"], rtol=1e-4, atol=1e-4)
+    with pytest.raises(Exception, match="prefix_aux"):
+        TrainConfig(prefix_aux=-1)
 
 
 def test_latent_cache_refuses_endless_data(model):

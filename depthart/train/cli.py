@@ -136,6 +136,10 @@ def _run(cfg, resume: bool):
     click.option("--code-mse", type=click.FloatRange(0, None), default=None,
                  help="Add W x ||expected code vector - residual||^2 per token (the vector the `expect` sampler "
                       "feeds), weighted per scale like the CE: a near-miss costs less than a far one. 0 = off (default)."),
+    click.option("--prefix-aux", type=click.FloatRange(0, None), default=None,
+                 help="Add W x a loss on the image prefix's own outputs (unused by the paper's loss): each image "
+                      "token predicts the depth code at its scale and place (CE, plus --code-mse's regression). "
+                      "Inference is unchanged. 0 = off (default)."),
     click.option("--cache-latents/--no-cache-latents", default=None,
                  help="Finite data (rendered:FOLDER, synthetic:N): run the frozen VQ-VAE over every sample once and "
                       "keep its outputs (stored beside the data), so each step runs only the transformer."),

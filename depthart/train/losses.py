@@ -15,7 +15,11 @@ residual the scale should add; near-tie codes then share the target; docs/experi
 option, `code_mse`, adds a regression term: the squared distance between the code vector the model
 expects, sum_v softmax(logits)_v e_v (what the `expect` sampler feeds), and the residual r itself, so a
 wrong pick near the right code costs little and one far away costs much (the CE alone does not know which
-codes are near each other).
+codes are near each other). A fourth, `prefix_aux`, trains the image prefix's own outputs, which
+the paper's loss leaves unused: the prefix token of scale k at position j predicts the depth there,
+the nearest code of area_k(f_D) (CE, plus the `code_mse` regression onto area_k(f_D) itself), so the
+image tokens that the depth tokens attend to are asked to carry depth (docs/experiments.md section 7).
+Inference does not change: the prefix's logits are computed and dropped there as before.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class LoopOutput:
     tokens: list = field(default_factory=list)
     soft_targets: list = field(default_factory=list)  # per CE scale, (B, pn*pn, V), only with soft_tau > 0
     residuals: list = field(default_factory=list)  # per scale, area_k(f_D - f_hat_<k) (B, pn*pn, cvae), no grad
+    prefix_logits: torch.Tensor | None = None  # (B, L, V): the image prefix's outputs of step 0
     f_hat: torch.Tensor | None = None
 
 
@@ -77,7 +82,10 @@ def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, s
     out = LoopOutput()
     for k, (begin, _) in enumerate(cfg.step_ranges()):
         pn = cfg.patch_nums[k]
-        logits = model.step(x, cond, cache, begin)[:, -pn * pn:]  # (B, pn*pn, V)
+        logits = model.step(x, cond, cache, begin)
+        if k == 0:
+            out.prefix_logits = logits[:, : cfg.tokens_per_map]
+        logits = logits[:, -pn * pn:]  # (B, pn*pn, V)
         with torch.no_grad():
             rest = q.residual(k, f_D, f_hat)  # what the model has not explained yet
             dist = q.code_distances(rest)
@@ -167,6 +175,39 @@ def _add_code_mse(loss, metrics, model, logits_list, residuals_list, weight: flo
     return loss + weight * err
 
 
+def prefix_aux_loss(model, prefix_logits_BLV: torch.Tensor, f_D: torch.Tensor, balance: float = 0.0,
+                    code_mse: float = 0.0):
+    """The image prefix's outputs against the depth at their own scale and place: CE to the nearest code of
+    area_k(f_D) (weighted per scale, `scale_weights`) + code_mse * `expected_code_error` onto area_k(f_D).
+    Returns (loss, ce, accuracy over all prefix tokens)."""
+    q = model.vae.quantize
+    with torch.no_grad():
+        local = [resize_latent(q, k, f_D) for k in range(model.cfg.num_scales)]  # (B, pn*pn, cvae) per scale
+        targets = [q.code_distances(z.transpose(1, 2).reshape(z.shape[0], z.shape[2], pn, pn)).argmin(-1)
+                   for z, pn in zip(local, model.cfg.patch_nums)]
+    per_scale = [prefix_logits_BLV[:, b:e] for b, e in model.cfg.scale_ranges()]
+    ce, acc = _ce_and_accuracy(per_scale, targets, balance)
+    loss = ce
+    if code_mse > 0:
+        loss = loss + code_mse * expected_code_error(per_scale, local, q.embedding.weight, balance)
+    hits = sum(a * t.numel() for a, t in zip(acc, targets)) / sum(t.numel() for t in targets)
+    return loss, ce, hits
+
+
+def resize_latent(quantize, k: int, f_BChw: torch.Tensor) -> torch.Tensor:
+    """area_k(f) as scale k's rows (B, pn*pn, cvae)."""
+    return quantize.residual(k, f_BChw, torch.zeros_like(f_BChw)).flatten(2).transpose(1, 2)
+
+
+def _add_prefix_aux(loss, metrics, model, prefix_logits, f_D, weight: float, balance: float, code_mse: float):
+    """loss + weight * `prefix_aux_loss`, recorded as prefix_ce / prefix_acc; unchanged for weight 0."""
+    if weight <= 0:
+        return loss
+    aux, ce, acc = prefix_aux_loss(model, prefix_logits, f_D, balance, code_mse)
+    metrics.update(prefix_ce=ce.item(), prefix_acc=acc)
+    return loss + weight * aux
+
+
 @torch.no_grad()
 def depth_latent(model, depth_B3HW: torch.Tensor) -> torch.Tensor:
     """f_D: the frozen VQ-VAE's continuous latent of the normalised 3-channel depth (no grad)."""
@@ -181,7 +222,7 @@ def _batch_f_D(model, batch: dict) -> torch.Tensor:
 
 
 def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float = REC_WEIGHT, cache_dtype=None,
-                  balance: float = 0.0, soft_tau: float = 0.0, code_mse: float = 0.0):
+                  balance: float = 0.0, soft_tau: float = 0.0, code_mse: float = 0.0, prefix_aux: float = 0.0):
     """The DepthART objective on a batch {"image", "depth"}. Returns (loss, metrics dict).
 
     CE over the scales' dynamic targets; with `rec_loss` the last scale is left out of the CE and
@@ -199,12 +240,13 @@ def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float 
         metrics["mse"] = mse.item()
         acc.append((out.tokens[-1] == out.targets[-1]).float().mean().item())
     loss = _add_code_mse(loss, metrics, model, out.logits, out.residuals[: len(out.logits)], code_mse, balance)
+    loss = _add_prefix_aux(loss, metrics, model, out.prefix_logits, f_D, prefix_aux, balance, code_mse)
     metrics.update(loss=loss.item(), acc=acc)
     return loss, metrics
 
 
 def teacher_forcing_loss(model, batch: dict, cache_dtype=None, balance: float = 0.0, soft_tau: float = 0.0,
-                        code_mse: float = 0.0):
+                        code_mse: float = 0.0, prefix_aux: float = 0.0):
     """VAR teacher forcing: GT multi-scale tokens of the depth as inputs and targets, one masked pass.
 
     Returns (loss, metrics dict with loss, ce, acc per scale).
@@ -218,12 +260,15 @@ def teacher_forcing_loss(model, batch: dict, cache_dtype=None, balance: float = 
         residuals = [q.residual(k, f_D, before[k]).flatten(2).transpose(1, 2) for k in range(len(tokens))] \
             if code_mse > 0 else None
     # on CPU the cached scale-by-scale form (same logits) avoids a slow masked fused attention
-    logits = model.forward_teacher(batch["image"], tokens, batch.get("image_latents"),
-                                   cached=f_D.device.type == "cpu", cache_dtype=cache_dtype)  # (B, L, V)
+    logits = model.forward_teacher(batch["image"], tokens, batch.get("image_latents"), cached=f_D.device.type == "cpu",
+                                   cache_dtype=cache_dtype, with_prefix=prefix_aux > 0)  # (B, [2]L, V)
+    L = model.cfg.tokens_per_map
+    prefix_logits, logits = (logits[:, :L], logits[:, L:]) if prefix_aux > 0 else (None, logits)
     per_scale = [logits[:, b:e] for b, e in model.cfg.scale_ranges()]
     ce, acc = _ce_and_accuracy(per_scale, tokens, balance, soft)
     metrics = {"ce": ce.item()}
     loss = _add_code_mse(ce, metrics, model, per_scale, residuals, code_mse, balance)
+    loss = _add_prefix_aux(loss, metrics, model, prefix_logits, f_D, prefix_aux, balance, code_mse)
     metrics.update(loss=loss.item(), acc=acc)
     return loss, metrics
 

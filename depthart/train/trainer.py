@@ -81,6 +81,7 @@ class TrainConfig:
     scale_balance: float = 0.0  # CE weight of a scale's tokens ~ n_k ** -scale_balance (0: per token, VAR; 1: per scale)
     soft_tau: float = 0.0  # > 0: CE against softmax(-squared code distance / tau) instead of the nearest code
     code_mse: float = 0.0  # > 0: + code_mse * ||expected code vector - residual||^2 (losses.expected_code_error)
+    prefix_aux: float = 0.0  # > 0: + prefix_aux * the image prefix's outputs vs the depth at their place (losses)
     save_every: int = 1000
     keep_checkpoints: bool = False  # also keep a copy of each checkpoint's weights in ckpt/ (curves)
     log_every: int = 10
@@ -107,6 +108,8 @@ class TrainConfig:
             problems.append(f"soft_tau must be >= 0, got {self.soft_tau}")
         if self.code_mse < 0:
             problems.append(f"code_mse must be >= 0, got {self.code_mse}")
+        if self.prefix_aux < 0:
+            problems.append(f"prefix_aux must be >= 0, got {self.prefix_aux}")
         if self.depth_weight < 0:
             problems.append("depth_weight must be >= 0")
         if self.lr_schedule not in ("step", "cosine"):
@@ -305,11 +308,12 @@ class Trainer:
             if cfg.method == "depthart":
                 loss, metrics = depthart_loss(self.model, batch, rec_loss=cfg.rec_loss,
                                               cache_dtype=torch.bfloat16 if self.amp else None,
-                                              balance=cfg.scale_balance, soft_tau=cfg.soft_tau, code_mse=cfg.code_mse)
+                                              balance=cfg.scale_balance, soft_tau=cfg.soft_tau, code_mse=cfg.code_mse,
+                                              prefix_aux=cfg.prefix_aux)
             elif cfg.method == "var":
                 loss, metrics = teacher_forcing_loss(self.model, batch, cache_dtype=torch.bfloat16 if self.amp else None,
                                                      balance=cfg.scale_balance, soft_tau=cfg.soft_tau,
-                                                     code_mse=cfg.code_mse)
+                                                     code_mse=cfg.code_mse, prefix_aux=cfg.prefix_aux)
             else:
                 # the VQ-VAE codes both pyramids the transformer sees: RGB images and depth maps
                 x = torch.cat([batch["image"], batch["depth"]])
