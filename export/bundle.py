@@ -105,6 +105,7 @@ def _export(model, out_dir, source, checkpoint_sha256, check, say) -> dict:
             "graphs": graphs,
             "codebook": "codebook.npy",
             "sampler": model_sampler(model),  # what the runtime uses by default (the checkpoint's recommendation)
+            "onnxruntime": dict(mf.ORT_SESSION_DEFAULTS),  # the session options the runtime loads the graphs with
             "parity": None,
             "software": mf.software_versions(),
         }

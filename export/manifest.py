@@ -16,7 +16,7 @@ import os
 from ..fileio import atomic_write_bytes
 from ..provenance import file_sha256, software_versions  # noqa: F401  (re-exported for export)
 
-from ..runtime.manifest import FORMAT, SCHEMA_VERSION  # noqa: F401  (the runtime owns the schema)
+from ..runtime.manifest import FORMAT, ORT_SESSION_DEFAULTS, SCHEMA_VERSION  # noqa: F401  (the runtime owns the schema)
 
 PREPROCESS = {
     "reference": "depthart/preprocess.py",

@@ -13,6 +13,14 @@ FORMAT = "depthart-bundle"
 REQUIRED = ("model", "steps", "graphs", "kv_cache", "image_size", "precision")
 GRAPHS = ("prefix", "step", "decoder")
 SAMPLERS = ("greedy", "expect")  # the manifest's optional "sampler"; absent means greedy
+# the manifest's optional "onnxruntime": the session options every graph of the bundle is loaded with.
+# Absent (bundles from before it) means these defaults, which are also what export records.
+ORT_SESSION_DEFAULTS = {
+    "graph_optimization_level": "all",  # basic | extended | all (onnxruntime's ORT_ENABLE_*); "disable" for debugging
+    "allow_spinning": False,  # intra-op threads busy-wait between calls: the loop calls many small graphs
+    "intra_op_num_threads": 0,  # 0: onnxruntime's choice (one per physical core); `threads=` overrides it
+}
+ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 
 def load_manifest(bundle_dir) -> dict:
@@ -56,6 +64,29 @@ def _check_structure(bundle_dir, path: str, m: dict) -> None:
                                     "re-export it")
     if m.get("sampler", "greedy") not in SAMPLERS:
         raise DepthartError(f"{path}: sampler {m['sampler']!r} is not one of {', '.join(SAMPLERS)}")
+    ort_session_options(m, path)
+
+
+def ort_session_options(m: dict, path: str = "manifest.json") -> dict:
+    """The onnxruntime session options a (validated) manifest records, defaults filled in; raises
+    DepthartError naming an unknown key or a bad value."""
+    given = m.get("onnxruntime") or {}
+    if not isinstance(given, dict):
+        raise DepthartError(f"{path}: \"onnxruntime\" must be an object of session options, got {given!r}")
+    unknown = sorted(set(given) - set(ORT_SESSION_DEFAULTS))
+    if unknown:
+        raise DepthartError(f"{path}: unknown onnxruntime session option(s) {unknown}; known: "
+                            f"{', '.join(ORT_SESSION_DEFAULTS)}")
+    out = {**ORT_SESSION_DEFAULTS, **given}
+    if out["graph_optimization_level"] not in ORT_OPT_LEVELS:
+        raise DepthartError(f"{path}: onnxruntime graph_optimization_level {out['graph_optimization_level']!r} is not "
+                            f"one of {', '.join(ORT_OPT_LEVELS)}")
+    if not isinstance(out["allow_spinning"], bool):
+        raise DepthartError(f"{path}: onnxruntime allow_spinning must be true or false, got {out['allow_spinning']!r}")
+    n = out["intra_op_num_threads"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise DepthartError(f"{path}: onnxruntime intra_op_num_threads must be an integer >= 0, got {n!r}")
+    return out
 
 
 def manifest_sampler(m: dict) -> str:

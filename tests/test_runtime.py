@@ -196,3 +196,47 @@ def test_bundle_carries_the_checkpoint_sampler_and_the_runtime_follows_it(tiny_e
     (copy / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(DepthartError, match=r"manifest.json: sampler 'beam' is not one of greedy, expect"):
         DepthRuntime(copy)
+
+
+def test_bundle_records_the_onnxruntime_session_options_and_the_runtime_applies_them(tiny_bundle, sample_photo,
+                                                                                     tmp_path):
+    """export writes the session options (graph optimisation level, spinning, threads) into the manifest;
+    the runtime loads every graph with them (`threads=` overrides the thread count); an old bundle without
+    the key gets the same defaults; unknown keys and bad values are refused by name."""
+    import shutil
+
+    from depthart.runtime.manifest import ORT_SESSION_DEFAULTS
+
+    b = tiny_bundle["dir"]
+    assert json.loads((b / "manifest.json").read_text())["onnxruntime"] == ORT_SESSION_DEFAULTS
+    rt = DepthRuntime(b, threads=1)
+    assert rt.backend.session_options == {**ORT_SESSION_DEFAULTS, "intra_op_num_threads": 1}
+    ref = rt.predict(sample_photo).depth
+    copy = tmp_path / "b"
+    shutil.copytree(b, copy)
+    m = json.loads((copy / "manifest.json").read_text())
+
+    def with_options(opts):
+        if opts is None:
+            m.pop("onnxruntime", None)
+        else:
+            m["onnxruntime"] = opts
+        (copy / "manifest.json").write_text(json.dumps(m))
+
+    with_options({"graph_optimization_level": "basic", "allow_spinning": True, "intra_op_num_threads": 2})
+    rt2 = DepthRuntime(copy)
+    sess = rt2.backend.sessions["step"].get_session_options()
+    assert sess.intra_op_num_threads == 2 and sess.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert str(sess.graph_optimization_level).endswith("ORT_ENABLE_BASIC")
+    np.testing.assert_allclose(rt2.predict(sample_photo).depth, ref, atol=1e-5, rtol=0)
+    assert "graph_optimization_level basic" in rt2.backend.describe_options()
+    with_options(None)
+    assert DepthRuntime(copy).backend.session_options == ORT_SESSION_DEFAULTS
+    for bad, msg in (({"opt_level": "all"}, r"unknown onnxruntime session option\(s\) \['opt_level'\]"),
+                     ({"graph_optimization_level": "max"}, "graph_optimization_level 'max' is not one of"),
+                     ({"allow_spinning": "no"}, "allow_spinning must be true or false"),
+                     ({"intra_op_num_threads": -1}, "intra_op_num_threads must be an integer >= 0"),
+                     ("fast", "must be an object of session options")):
+        with_options(bad)
+        with pytest.raises(DepthartError, match=msg):
+            DepthRuntime(copy)

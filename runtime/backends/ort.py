@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 from ...errors import DepthartError
-from ..manifest import check_io
+from ..manifest import check_io, ort_session_options
 
 PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "trt": "TensorrtExecutionProvider"}
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
@@ -81,6 +81,21 @@ def _ort():
     return ort
 
 
+def make_session_options(ort, options: dict):
+    """onnxruntime.SessionOptions from the manifest's session options (`runtime.manifest.ort_session_options`)."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    level = options["graph_optimization_level"]
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                            "ORT_DISABLE_ALL" if level == "disable" else f"ORT_ENABLE_{level.upper()}")
+    if options["intra_op_num_threads"]:
+        opts.intra_op_num_threads = options["intra_op_num_threads"]
+    # without spinning, idle intra-op threads sleep between the loop's many small calls instead of
+    # busy-waiting (other thread pools, numpy or torch in `depthart bench`, share the cores)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if options["allow_spinning"] else "0")
+    return opts
+
+
 class OrtBackend:
     """Sessions for a bundle's graphs on the requested execution providers."""
 
@@ -118,13 +133,10 @@ class OrtBackend:
         self.memory = None
         self.on_device = cuda_device is not None  # the plan must upload what the host writes, download what it reads
         self._kind = "cuda" if gpu else "cpu"  # onnxruntime's name for the memory the buffers live in
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        self.session_options = ort_session_options(manifest, os.path.join(os.fspath(bundle_dir), "manifest.json"))
         if threads:
-            opts.intra_op_num_threads = threads
-        # no busy-waiting between calls: the loop calls many small graphs, and other thread pools
-        # (numpy, torch in `depthart bench`) share the cores
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self.session_options["intra_op_num_threads"] = threads
+        opts = make_session_options(ort, self.session_options)
         stream = getattr(cuda_device, "stream", None) if gpu else None  # the providers' own stream otherwise
         self.sessions = {}
         for name, g in manifest["graphs"].items():
@@ -147,6 +159,10 @@ class OrtBackend:
 
     def describe(self) -> str:
         return f"onnxruntime {_ort().__version__} ({', '.join(self.providers)})"
+
+    def describe_options(self) -> str:
+        """The session options in use, one line (the manifest's, `threads` applied)."""
+        return ", ".join(f"{k} {v}" for k, v in self.session_options.items())
 
     def bind(self, graph: str, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]):
         """A reusable call: `graph` reads `inputs` and writes `outputs` in place (all C-contiguous; on a GPU
