@@ -619,6 +619,7 @@ def bench_cmd(checkpoint, bundles, backends, device, image, runs, warmup, no_eag
         img = Image.fromarray((np.random.default_rng(0).random((240, 320, 3)) * 255).astype(np.uint8)).resize(
             (640, 480), Image.BICUBIC)  # smooth-ish test image
     contenders, memory, flops, stage_flops = {}, {}, None, None
+    session_options = {}  # contender -> onnxruntime session options (the bundle's, threads applied)
     tmp = None
     try:
         if checkpoint is not None:
@@ -693,6 +694,8 @@ def bench_cmd(checkpoint, bundles, backends, device, image, runs, warmup, no_eag
                        f"{rt.describe()}"
             contenders[name] = lambda im, rt=rt: rt.predict(im).timings
             memory[name] = rss_mb()[0] - before
+            if hasattr(rt.backend, "session_options"):  # onnxruntime: the manifest's session options, threads applied
+                session_options[name] = dict(rt.backend.session_options)
         try:
             with progress_bar(total=warmup + runs, desc="benchmarking", unit="round") as bar:
                 samples = run_interleaved(contenders, img, runs=runs, warmup=warmup,
@@ -718,12 +721,16 @@ def bench_cmd(checkpoint, bundles, backends, device, image, runs, warmup, no_eag
                         stage_flops=stage_flops, matmul=matmul)
     for name in summary:
         summary[name]["rss_load_mb"] = round(memory.get(name, 0.0), 1)
+        if name in session_options:
+            summary[name]["session_options"] = session_options[name]
     load = monitor.report(samples)
     click.echo(format_table(summary, machine, matmul, flops, load, matmul_source, stage_flops))
     if prof:
         from .runtime.bench import format_profile
 
         click.echo(format_profile(prof))
+    for name, opts in session_options.items():
+        click.echo(f"{name.split(':')[0]}: onnxruntime session options: " + ", ".join(f"{k} {v}" for k, v in opts.items()))
     click.echo("memory (RSS growth when loading, MB): " +
                ", ".join(f"{n}: {summary[n]['rss_load_mb']:.0f}" for n in summary) +
                f"; process peak {rss_mb()[1]:.0f} MB")

@@ -30,6 +30,9 @@ def test_bench_tiny_reports_every_contender(tiny_bundle, tmp_path):
         st = data["results"][name]["stages"]["decoder"]
         assert st["gflops_per_s"] > 0 and st["of_matmul"] == st["gflops_per_s"] / data["matmul_gflops"]
     assert "% of matmul" in r.output and "GFLOP  " in r.output
+    # the runtime's onnxruntime session options (the bundle manifest's, threads applied) are printed and recorded
+    assert ort["session_options"]["graph_optimization_level"] == "all" and "session options: " in r.output
+    assert "session_options" not in data["results"][names[0]]
 
 
 def test_bench_profile_names_each_graphs_ops(tiny_bundle, tmp_path):

@@ -160,10 +160,6 @@ class OrtBackend:
     def describe(self) -> str:
         return f"onnxruntime {_ort().__version__} ({', '.join(self.providers)})"
 
-    def describe_options(self) -> str:
-        """The session options in use, one line (the manifest's, `threads` applied)."""
-        return ", ".join(f"{k} {v}" for k, v in self.session_options.items())
-
     def bind(self, graph: str, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]):
         """A reusable call: `graph` reads `inputs` and writes `outputs` in place (all C-contiguous; on a GPU
         provider their device twins)."""
