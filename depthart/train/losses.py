@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import KVCache
+from ..resize import resize
 
 REC_WEIGHT = 10.0  # the release's weight of the latent MSE (`rec_loss`)
 
@@ -135,6 +136,11 @@ def scale_weights(token_counts, balance: float = 0.0) -> torch.Tensor:
     return w / (w * n).sum()
 
 
+def token_weights(token_counts, balance: float, device) -> torch.Tensor:
+    """`scale_weights` repeated per token: (sum of counts,)."""
+    return torch.repeat_interleave(scale_weights(token_counts, balance), torch.tensor(token_counts)).to(device)
+
+
 def _ce_and_accuracy(logits_list, targets_list, balance: float = 0.0, soft_list=None):
     """CE over all tokens of the given scales (weighted per scale, `scale_weights`), against the hard
     targets or, with `soft_list` (per scale (B, l, V) distributions), against those; and the per-scale
@@ -148,9 +154,7 @@ def _ce_and_accuracy(logits_list, targets_list, balance: float = 0.0, soft_list=
             per_token = -(torch.cat(soft_list, dim=1) * logits.float().log_softmax(-1)).sum(-1)  # (B, l)
         else:
             per_token = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # (B, l)
-        counts = [t.shape[1] for t in targets_list]
-        w = torch.repeat_interleave(scale_weights(counts, balance), torch.tensor(counts)).to(logits.device)
-        ce = (per_token * w).sum(1).mean()
+        ce = (per_token * token_weights([t.shape[1] for t in targets_list], balance, logits.device)).sum(1).mean()
     acc = [(lg.detach().argmax(-1) == t).float().mean().item() for lg, t in zip(logits_list, targets_list)]
     return ce, acc
 
@@ -161,9 +165,7 @@ def expected_code_error(logits_list, residuals_list, codebook_VC: torch.Tensor, 
     e_VC = codebook_VC.detach().float()
     per_token = torch.cat([(lg.float().softmax(-1) @ e_VC - r.float()).square().sum(-1)
                            for lg, r in zip(logits_list, residuals_list)], dim=1)  # (B, l)
-    counts = [r.shape[1] for r in residuals_list]
-    w = torch.repeat_interleave(scale_weights(counts, balance), torch.tensor(counts)).to(per_token.device)
-    return (per_token * w).sum(1).mean()
+    return (per_token * token_weights([r.shape[1] for r in residuals_list], balance, per_token.device)).sum(1).mean()
 
 
 def _add_code_mse(loss, metrics, model, logits_list, residuals_list, weight: float, balance: float):
@@ -182,9 +184,9 @@ def prefix_aux_loss(model, prefix_logits_BLV: torch.Tensor, f_D: torch.Tensor, b
     Returns (loss, ce, accuracy over all prefix tokens)."""
     q = model.vae.quantize
     with torch.no_grad():
-        local = [resize_latent(q, k, f_D) for k in range(model.cfg.num_scales)]  # (B, pn*pn, cvae) per scale
-        targets = [q.code_distances(z.transpose(1, 2).reshape(z.shape[0], z.shape[2], pn, pn)).argmin(-1)
-                   for z, pn in zip(local, model.cfg.patch_nums)]
+        maps = [resize(f_D, pn, "area") for pn in model.cfg.patch_nums]  # area_k(f_D), (B, cvae, pn, pn)
+        targets = [q.code_distances(z).argmin(-1) for z in maps]
+        local = [z.flatten(2).transpose(1, 2) for z in maps]  # (B, pn*pn, cvae) per scale
     per_scale = [prefix_logits_BLV[:, b:e] for b, e in model.cfg.scale_ranges()]
     ce, acc = _ce_and_accuracy(per_scale, targets, balance)
     loss = ce
@@ -192,11 +194,6 @@ def prefix_aux_loss(model, prefix_logits_BLV: torch.Tensor, f_D: torch.Tensor, b
         loss = loss + code_mse * expected_code_error(per_scale, local, q.embedding.weight, balance)
     hits = sum(a * t.numel() for a, t in zip(acc, targets)) / sum(t.numel() for t in targets)
     return loss, ce, hits
-
-
-def resize_latent(quantize, k: int, f_BChw: torch.Tensor) -> torch.Tensor:
-    """area_k(f) as scale k's rows (B, pn*pn, cvae)."""
-    return quantize.residual(k, f_BChw, torch.zeros_like(f_BChw)).flatten(2).transpose(1, 2)
 
 
 def _add_prefix_aux(loss, metrics, model, prefix_logits, f_D, weight: float, balance: float, code_mse: float):
