@@ -223,6 +223,9 @@ def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path)
     plan = graph_plan(m, "int8", {"step": "int8"}, "u8s8")
     assert plan["step"] == "int8" and plan["decoder"] == "int8" and plan["prefix"] == "fp32"
     assert graph_plan(m, "int8")["decoder"] == "fp32" and graph_plan(m, "int8")["step"] == "int8"  # s8s8: TensorRT's
+    fp16 = graph_plan(m, "fp16")  # the prefix's nearest-code search stays fp32 (image tokens flip in fp16)
+    assert fp16["prefix"] == "fp32" and fp16["step"] == "fp16" and fp16["decoder"] == "fp16"
+    assert graph_plan(m, "fp16", {"prefix": "fp16"})["prefix"] == "fp16"
     r = CliRunner().invoke(calibrate_cmd, [str(tiny_bundle["dir"]), "--precision", "int8", "-o", str(tmp_path / "x"),
                                            "--plan", "decodr=int8"])
     assert r.exit_code == 1 and "decodr" in r.output and "its graphs" in r.output
