@@ -87,7 +87,8 @@ def format_report(r: dict) -> str:
     for s in r["per_scale"]:
         lines.append(f"{s['scale']:>5} {s['patch']:>5} {s['token_agreement']:>12.4f} {s['logits_max_abs']:>14.3e} "
                      f"{s['logits_rel_rms']:>14.3e}")
-    lines.append(f"depth map vs fp32: max abs {r['depth']['max_abs']:.3e}, mean abs {r['depth']['mean_abs']:.3e}")
+    lines.append(f"depth map vs fp32 (sampler {r.get('sampler', 'greedy')}): max abs {r['depth']['max_abs']:.3e}, "
+                 f"mean abs {r['depth']['mean_abs']:.3e}")
     for name, row in r["metrics"].items():
         lines.append(f"{name} ({row['images']} images): AbsRel fp32 {row['fp32']['abs_rel']:.4f} -> "
                      f"{r['precision']} {row['test']['abs_rel']:.4f} ({row['abs_rel_rel_change']:.2%}), delta1 "

@@ -65,7 +65,7 @@ def accuracy_report(fp32_bundle, test_bundle, num_procedural: int = 8, middlebur
         progress: optional callable(message).
 
     Returns:
-        {"precision", "images", "per_scale": [{scale, patch, token_agreement, logits_max_abs,
+        {"precision", "sampler", "images", "per_scale": [{scale, patch, token_agreement, logits_max_abs,
         logits_rel_rms}], "depth": {max_abs, mean_abs}, "metrics": {set: {"fp32": {abs_rel, delta1},
         "test": {...}, "abs_rel_rel_change"}}, "target": {abs_rel_rel_change_max, passed}, "skipped": [...]}
     """
@@ -73,12 +73,21 @@ def accuracy_report(fp32_bundle, test_bundle, num_procedural: int = 8, middlebur
     from depthart.export.loop import run_loop
     from depthart.metrics import evaluate
     from depthart.preprocess import load_image, resize_depth, to_model_input
+    from depthart.runtime.manifest import manifest_sampler
+    from depthart.runtime.sampling import make_sampler
 
     say = progress or (lambda msg: None)
     ref_run, m = _runner(fp32_bundle)
     test_run, tm = _runner(test_bundle)
     cfg = ModelConfig.from_dict(m["model"])
     S = m["image_size"]
+    # the sampler the runtime uses for these bundles (the manifest's; greedy is the step graph's argmax)
+    sampler_name = manifest_sampler(tm)
+    sampler = make_sampler(sampler_name)
+    ref_cb = test_cb = None
+    if sampler is not None:
+        ref_cb = np.load(os.path.join(os.fspath(fp32_bundle), m["codebook"]), allow_pickle=False)
+        test_cb = np.load(os.path.join(os.fspath(test_bundle), tm["codebook"]), allow_pickle=False)
     if samples is None:
         samples = held_out_samples(num_procedural, max(2 * S, 64), middlebury)
     n_scales = len(m["steps"])
@@ -93,9 +102,9 @@ def accuracy_report(fp32_bundle, test_bundle, num_procedural: int = 8, middlebur
         pil = load_image(rgb)
         image = to_model_input(pil, S)[None]
         ref_calls, forced_calls = [], []
-        ref = run_loop(ref_run, cfg, image, record=ref_calls)
-        run_loop(test_run, cfg, image, record=forced_calls, feeds_from=ref_calls)
-        free = run_loop(test_run, cfg, image)
+        ref = run_loop(ref_run, cfg, image, record=ref_calls, sampler=sampler, codebook=ref_cb)
+        run_loop(test_run, cfg, image, record=forced_calls, feeds_from=ref_calls, sampler=sampler, codebook=test_cb)
+        free = run_loop(test_run, cfg, image, sampler=sampler, codebook=test_cb)
         steps = [(r[2], f[2]) for r, f in zip(ref_calls, forced_calls) if r[0] == "step"]
         for k, (ro, fo) in enumerate(steps):
             n = m["steps"][k]["logits_tail"]
@@ -122,6 +131,7 @@ def accuracy_report(fp32_bundle, test_bundle, num_procedural: int = 8, middlebur
     worst = max((r["abs_rel_rel_change"] for r in metrics.values()), default=0.0)
     return {
         "precision": precision,
+        "sampler": sampler_name,
         "fp32_bundle": os.path.abspath(os.fspath(fp32_bundle)),
         "test_bundle": os.path.abspath(os.fspath(test_bundle)),
         "images": sum(r["images"] for r in metrics.values()),

@@ -20,8 +20,9 @@ def steps(cfg) -> list[dict]:
     return out
 
 
-def run_loop(run, cfg, image_B3HW: np.ndarray, record: list | None = None, feeds_from: list | None = None) -> dict:
-    """Greedy depth for a batch of preprocessed images through the graphs.
+def run_loop(run, cfg, image_B3HW: np.ndarray, record: list | None = None, feeds_from: list | None = None,
+             sampler=None, codebook: np.ndarray | None = None) -> dict:
+    """Depth for a batch of preprocessed images through the graphs (greedy unless `sampler` is given).
 
     Args:
         run: callable(graph_name, feeds: dict[str, ndarray]) -> dict[str, ndarray].
@@ -30,6 +31,9 @@ def run_loop(run, cfg, image_B3HW: np.ndarray, record: list | None = None, feeds
         record: if a list, every call is appended as (graph_name, feeds, outputs).
         feeds_from: a `record` of another run; each call then gets that run's feeds instead of this
             loop's own (teacher-forced comparison: per-graph errors do not compound).
+        sampler: a runtime sampler (`depthart.runtime.sampling.make_sampler`; None = the step graph's argmax)
+            that replaces the step graph's tokens and code vectors from its logits, as `DepthRuntime` does.
+        codebook: (V, C) float32, the bundle's codebook; needed with a sampler.
 
     Returns:
         {"depth": (B, 1, S, S) float32 in [0, 1], "tokens": per-scale (B, pn^2) int64}
@@ -59,8 +63,12 @@ def run_loop(run, cfg, image_B3HW: np.ndarray, record: list | None = None, feeds
         cache_k[a:b] = out["new_k"]
         cache_v[a:b] = out["new_v"]
         n = s["logits_tail"]
-        tokens.append(out["tokens"][:, -n:])
-        nxt = call(f"next_{s['scale']}", {"f_hat": f_hat, "h": np.ascontiguousarray(out["h"][:, -n:])})
+        if sampler is None:
+            idx, h = out["tokens"][:, -n:], out["h"][:, -n:]
+        else:
+            idx, h = sampler(s["scale"], out["logits"][:, -n:], codebook)
+        tokens.append(idx)
+        nxt = call(f"next_{s['scale']}", {"f_hat": f_hat, "h": np.ascontiguousarray(h, dtype=np.float32)})
         f_hat = nxt["f_hat_out"]
         x = nxt.get("x_next")
     depth = call("decoder", {"f_hat": f_hat})["depth"]

@@ -156,6 +156,25 @@ def test_accuracy_report_has_its_keys(tiny_bundle, precision_bundles):
     assert set(row) >= {"fp32", "test", "abs_rel_rel_change", "images"}
     assert set(row["fp32"]) == {"abs_rel", "delta1"}
     assert r["target"]["abs_rel_rel_change_max"] == 0.02 and isinstance(r["target"]["passed"], bool)
+    assert r["sampler"] == "greedy"
+
+
+def test_accuracy_report_runs_the_bundles_sampler(tiny_expect_bundle, tmp_path):
+    """A bundle whose checkpoint recommends `expect` is judged with it (what its runtime will run)."""
+    from depthart.calibration.report import accuracy_report
+    from depthart.export.loop import ort_runner, run_loop
+    from depthart.config import ModelConfig
+    from depthart.runtime.sampling import make_sampler
+
+    b = tiny_expect_bundle["dir"]
+    make_precision_bundle(b, tmp_path / "fp16", "fp16")
+    r = accuracy_report(b, tmp_path / "fp16", num_procedural=1, middlebury=False)
+    assert r["sampler"] == "expect" and r["images"] == 1
+    m = read_manifest(b)
+    img = np.zeros((1, 3, m["image_size"], m["image_size"]), np.float32)
+    runs = [run_loop(ort_runner(b, m), ModelConfig.from_dict(m["model"]), img, sampler=make_sampler("expect"),
+                     codebook=np.load(b / m["codebook"])) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0]["depth"], runs[1]["depth"])  # deterministic, so the report compares like with like
 
 
 def test_package_imports_without_torch_or_onnx():

@@ -116,6 +116,24 @@ def test_graph_loop_equals_the_model_and_onnx_matches_on_a_batch(tiny_bundle):
     assert max(v for d in report.max_abs.values() for v in d.values()) <= 1e-4
 
 
+def test_graph_loop_with_a_sampler_equals_the_model_with_it(tiny_expect_bundle):
+    """run_loop(sampler=expect): the bundle's graphs with the expected code vector fed back, as the model does."""
+    from depthart.runtime.sampling import make_sampler
+    from depthart.sampling import Expected
+
+    model, b = tiny_expect_bundle["model"], tiny_expect_bundle["dir"]
+    cfg = model.cfg
+    img = parity_image(cfg.image_size, batch=2, seed=4)
+    m = read_manifest(b)
+    codebook = np.load(b / m["codebook"])
+    got = run_loop(ort_runner(b, m), cfg, img, sampler=make_sampler("expect"), codebook=codebook)
+    greedy = run_loop(ort_runner(b, m), cfg, img)
+    with torch.no_grad():
+        depth = model.decode_depth(model.generate(torch.from_numpy(img), sampler=Expected())).numpy()
+    np.testing.assert_allclose(got["depth"], depth, atol=1e-4)
+    assert np.abs(greedy["depth"] - depth).max() > 1e-3  # the sampler's vectors, not the graph's argmax, were fed
+
+
 def test_export_refuses_to_overwrite_and_cleans_up_after_failure(tiny_bundle, tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["export", "-c", str(tiny_bundle["ckpt"]), "-o", str(tiny_bundle["dir"])])
     assert r.exit_code == 1 and "--force" in r.output
