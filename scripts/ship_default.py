@@ -25,7 +25,8 @@ from depthart.config import DEFAULT_CHECKPOINT
 from depthart.evaluation.runner import checkpoint_hash
 
 LIMIT_MB = 25.0
-RUNS = {"tf": "var", "tf2": "var", "da": "depthart", "tflong": "var", "tfcode": "var"}  # run folder -> training method of its last stage
+RUNS = {"tf": "var", "tf2": "var", "da": "depthart", "tflong": "var", "tfcode": "var", "tfcode2": "var",
+        "dacode": "depthart"}  # run folder -> training method of its last stage
 
 
 def main() -> None:
