@@ -73,7 +73,7 @@ def accuracy_report(fp32_bundle, test_bundle, num_procedural: int = 8, middlebur
     from depthart.export.loop import run_loop
     from depthart.metrics import evaluate
     from depthart.preprocess import load_image, resize_depth, to_model_input
-    from depthart.runtime.manifest import manifest_sampler
+    from depthart.runtime.manifest import load_codebook, manifest_sampler
     from depthart.runtime.sampling import make_sampler
 
     say = progress or (lambda msg: None)
@@ -86,8 +86,7 @@ def accuracy_report(fp32_bundle, test_bundle, num_procedural: int = 8, middlebur
     sampler = make_sampler(sampler_name)
     ref_cb = test_cb = None
     if sampler is not None:
-        ref_cb = np.load(os.path.join(os.fspath(fp32_bundle), m["codebook"]), allow_pickle=False)
-        test_cb = np.load(os.path.join(os.fspath(test_bundle), tm["codebook"]), allow_pickle=False)
+        ref_cb, test_cb = load_codebook(fp32_bundle, m), load_codebook(test_bundle, tm)
     if samples is None:
         samples = held_out_samples(num_procedural, max(2 * S, 64), middlebury)
     n_scales = len(m["steps"])

@@ -94,6 +94,20 @@ def manifest_sampler(m: dict) -> str:
     return m.get("sampler", "greedy")
 
 
+def load_codebook(bundle_dir, m: dict):
+    """The bundle's (V, C) codebook (what samplers look token vectors up in); DepthartError if absent or unreadable."""
+    import numpy as np
+
+    name = m.get("codebook")
+    if not name:
+        raise DepthartError(f"{bundle_dir}: bundle has no codebook; re-export it to sample")
+    path = os.path.join(os.fspath(bundle_dir), name)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DepthartError(f"{path}: unreadable ({e}); re-copy or re-export the bundle") from None
+
+
 def check_io(name: str, declared: dict, actual_inputs: list[str], actual_outputs: list[str]) -> None:
     """Compare a loaded graph/engine's I/O names with the manifest, reporting differences both ways."""
     problems = []

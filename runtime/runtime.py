@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import DepthartError
 from ..preprocess import MAX_PIXELS, load_image, resize_depth, to_model_input
 from .integrity import verify_bundle
-from .manifest import SAMPLERS, load_manifest, manifest_sampler
+from .manifest import SAMPLERS, load_codebook, load_manifest, manifest_sampler
 from .sampling import make_sampler
 
 
@@ -314,14 +314,7 @@ class DepthRuntime:
 
     def _codebook(self) -> np.ndarray:
         if not hasattr(self, "_cb"):
-            name = self.manifest.get("codebook")
-            if not name:
-                raise DepthartError(f"{self.bundle_dir}: bundle has no codebook; re-export it to sample")
-            try:
-                self._cb = np.load(os.path.join(self.bundle_dir, name), allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise DepthartError(f"{os.path.join(self.bundle_dir, name)}: unreadable ({e}); re-copy or "
-                                    "re-export the bundle") from None
+            self._cb = load_codebook(self.bundle_dir, self.manifest)
         return self._cb
 
     def describe(self) -> str:
