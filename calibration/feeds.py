@@ -61,7 +61,8 @@ def calibration_images(source, num: int, size: int) -> tuple[np.ndarray, dict]:
                             "files": hashes, "size": size}
 
 
-def collect_feeds(run, cfg, images: np.ndarray, progress=None) -> dict[str, list[dict]]:
+def collect_feeds(run, cfg, images: np.ndarray, progress=None, sampler=None,
+                  codebook: np.ndarray | None = None) -> dict[str, list[dict]]:
     """Run the scale loop on each image (batch 1) and record every graph call's feeds.
 
     Args:
@@ -69,6 +70,9 @@ def collect_feeds(run, cfg, images: np.ndarray, progress=None) -> dict[str, list
         cfg: the ModelConfig.
         images: float32 (N, 3, S, S).
         progress: optional callable(i, n) after each image.
+        sampler, codebook: the runtime sampler the bundle will run with (None = greedy, the step graph's
+            argmax) and the bundle's codebook: an `expect` bundle feeds its step and decoder graphs
+            expected code vectors, whose ranges differ from greedy's, so they are calibrated on those.
 
     Returns:
         {graph name: [feed dict per call]}; "step" has N * num_scales entries, in scale order per image.
@@ -79,7 +83,7 @@ def collect_feeds(run, cfg, images: np.ndarray, progress=None) -> dict[str, list
     feeds: dict[str, list[dict]] = {}
     for i in range(len(images)):
         record = []
-        run_loop(run, cfg, images[i:i + 1], record=record)
+        run_loop(run, cfg, images[i:i + 1], record=record, sampler=sampler, codebook=codebook)
         for name, f, _ in record:
             feeds.setdefault(name, []).append({k: np.array(v, copy=True) for k, v in f.items()})
         if progress:
@@ -88,13 +92,18 @@ def collect_feeds(run, cfg, images: np.ndarray, progress=None) -> dict[str, list
 
 
 def feeds_from_bundle(bundle_dir, images: np.ndarray, progress=None) -> dict[str, list[dict]]:
-    """`collect_feeds` with the fp32 bundle on onnxruntime (CPU): no PyTorch needed."""
+    """`collect_feeds` with the fp32 bundle on onnxruntime (CPU), under the sampler its manifest names (what its
+    runtime will run): no PyTorch needed."""
     from depthart.config import ModelConfig
     from depthart.export.loop import ort_runner
-    from depthart.runtime.manifest import load_manifest
+    from depthart.runtime.manifest import load_codebook, load_manifest, manifest_sampler
+    from depthart.runtime.sampling import make_sampler
 
     m = load_manifest(bundle_dir)
-    return collect_feeds(ort_runner(os.fspath(bundle_dir), m), ModelConfig.from_dict(m["model"]), images, progress)
+    sampler = make_sampler(manifest_sampler(m))
+    codebook = load_codebook(bundle_dir, m) if sampler is not None else None
+    return collect_feeds(ort_runner(os.fspath(bundle_dir), m), ModelConfig.from_dict(m["model"]), images, progress,
+                         sampler=sampler, codebook=codebook)
 
 
 def feeds_from_model(model, images: np.ndarray, progress=None) -> dict[str, list[dict]]:

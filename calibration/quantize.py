@@ -291,7 +291,7 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
     from depthart.export.manifest import write_manifest
     from depthart.export.onnx import graph_io
     from depthart.runtime.integrity import verify_bundle
-    from depthart.runtime.manifest import load_manifest
+    from depthart.runtime.manifest import load_manifest, manifest_sampler
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -320,6 +320,9 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
         settings = {"method": method, "op_types": list(INT8_OP_TYPES)}
         if int8_format != "s8s8":  # s8s8 keys stay those of earlier caches
             settings["int8_format"] = int8_format
+        sampler_name = manifest_sampler(m)
+        if sampler_name != "greedy":  # feeds follow the bundle's sampler (greedy keys stay those of earlier caches)
+            settings["sampler"] = sampler_name
         key = fd.calibration_key(fd.bundle_hash(src), image_set, **settings)
         cache = os.path.join(os.fspath(cache_dir or fd.default_cache_dir()), key)
         os.makedirs(cache, exist_ok=True)
@@ -331,7 +334,7 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
         else:
             say(f"calibration ranges from the cache {cache}")
         calib = {"method": method, "images": image_set, "key": key, "cache": cache, "format": "QDQ",
-                 "int8_format": int8_format,
+                 "int8_format": int8_format, "sampler": sampler_name,
                  "activations": "uint8 asymmetric per-tensor" if int8_format == "u8s8" else "int8 symmetric per-tensor",
                  "weights": "int8 symmetric per-channel",
                  "op_types": list(INT8_OP_TYPES), "tool": "onnxruntime.quantization.quantize_static",

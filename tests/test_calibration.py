@@ -177,6 +177,30 @@ def test_accuracy_report_runs_the_bundles_sampler(tiny_expect_bundle, tmp_path):
     np.testing.assert_array_equal(runs[0]["depth"], runs[1]["depth"])  # deterministic, so the report compares like with like
 
 
+def test_calibration_feeds_follow_the_bundles_sampler(tiny_expect_bundle, tmp_path):
+    """An `expect` bundle is calibrated on the decoder/step inputs its runtime sees (expected code vectors), not greedy's."""
+    from depthart.config import ModelConfig
+    from depthart.export.loop import ort_runner, run_loop
+    from depthart.runtime.sampling import make_sampler
+
+    b = tiny_expect_bundle["dir"]
+    m = read_manifest(b)
+    images, _ = fd.calibration_images(None, 1, m["image_size"])
+    feeds = fd.feeds_from_bundle(b, images)
+    cfg, run = ModelConfig.from_dict(m["model"]), ort_runner(b, m)
+    rec = {}
+    for name, sampler in (("expect", make_sampler("expect")), ("greedy", None)):
+        rec[name] = []
+        run_loop(run, cfg, images, record=rec[name], sampler=sampler, codebook=np.load(b / m["codebook"]))
+    dec = {k: [f for g, f, _ in r if g == "decoder"][0] for k, r in rec.items()}
+    (name,) = dec["expect"]
+    np.testing.assert_array_equal(feeds["decoder"][0][name], dec["expect"][name])
+    assert np.abs(dec["expect"][name] - dec["greedy"][name]).max() > 1e-3  # the two samplers do feed different inputs
+    # and the calibration cache key tells the two apart: an expect bundle gets its own tables
+    make_precision_bundle(b, tmp_path / "int8", "int8", num_calib=1, cache_dir=tmp_path / "cache")
+    assert read_manifest(tmp_path / "int8")["calibration"]["sampler"] == "expect"
+
+
 def test_package_imports_without_torch_or_onnx():
     import subprocess
     import sys
