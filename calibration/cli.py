@@ -68,18 +68,20 @@ def calibrate_cmd(bundle, precision, output, calib_images, num_calib, method, ca
                ", ".join(f"{g} {c['precision']}" for g, c in manifest["precision_plan"].items()) + ")")
     if report:
         from depthart.export.manifest import write_manifest
+        from depthart.fileio import atomic_write_bytes
 
         from .report import accuracy_report
 
         r = accuracy_report(bundle, output, num_procedural=report_images, progress=say)
-        with open(os.path.join(output, "accuracy.json"), "w") as f:
-            json.dump(r, f, indent=2)
+        atomic_write_bytes(os.path.join(output, "accuracy.json"), json.dumps(r, indent=2).encode())
         manifest["accuracy"] = {"file": "accuracy.json", "target": r["target"], "metrics": r["metrics"]}
         write_manifest(output, manifest)
         click.echo(format_report(r))
         if r["target"]["passed"] is False:
             click.echo(f"warning: AbsRel changed by {r['target']['worst']:.2%} vs fp32, above the "
-                       f"{r['target']['abs_rel_rel_change_max']:.1%} target", err=True)
+                       f"{r['target']['abs_rel_rel_change_max']:.1%} target; another calibration method "
+                       f"(--method {'/'.join(m for m in ('minmax', 'entropy', 'percentile') if m != method)}) or "
+                       "a graph kept in fp32 (--plan GRAPH=fp32) may keep it: docs/precision.md", err=True)
 
 
 def format_report(r: dict) -> str:

@@ -169,16 +169,45 @@ def convert_fp16(model, keep_ops=FP16_KEEP_OPS, keep_nodes=()):
 # ------------------------------------------------------------------ int8
 
 
-def int8_exclusions(model, exclude: tuple[str, ...] = ("attention", "head")) -> list[str]:
-    """Node names of an fp32 step graph to keep out of int8, by role.
+# int8 roles kept in fp32 by default (`int8_exclusions`); "output_stage" joined on 2026-12-01 (docs/precision.md)
+INT8_ROLES = ("attention", "head", "output_stage")
+DEFAULT_INT8_EXCLUDE = INT8_ROLES
+
+
+def _output_stage(model) -> list[str]:
+    """Conv nodes that run at the spatial size of the graph's 4-D output (the VQ-VAE decoder's last stage),
+    but for the upsampling conv that enters it (a Resize feeds it: the largest of them, and int8 there cost the
+    shipped default little, docs/precision.md)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(model)
+
+    def hw(vi):
+        d = vi.type.tensor_type.shape.dim
+        return tuple(x.dim_value for x in d[2:]) if len(d) == 4 and all(x.dim_value for x in d[2:]) else None
+
+    shapes = {vi.name: hw(vi) for vi in list(model.graph.value_info) + list(model.graph.output)}
+    outs = {shapes.get(o.name) for o in model.graph.output} - {None}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and shapes.get(n.output[0]) in outs
+            and getattr(producer.get(n.input[0]), "op_type", None) != "Resize"]
+
+
+def int8_exclusions(model, exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE) -> list[str]:
+    """Node names of an fp32 graph to keep out of int8, by role.
 
     Roles: "attention" = MatMuls whose inputs are both activations (q @ k^T and attn @ v: their
     inputs are the KV cache and the softmax, which per-tensor int8 ranges fit badly), "head" = the
-    MatMul/Gemm that produces the logits (tokens are its argmax). Node names pass through unchanged.
+    MatMul/Gemm that produces the logits (tokens are its argmax), "output_stage" = the convolutions at
+    the spatial size of a 4-D output (the decoder's last, full-resolution stage, whose error is the depth
+    map's: in int8 it cost the shipped default 2.3 % AbsRel, kept in fp32 0.8 %; graphs without a 4-D
+    output have none). Node names pass through unchanged.
     """
     inits = {i.name for i in model.graph.initializer}
     producer = {o: n for n in model.graph.node for o in n.output}
     names = []
+    if "output_stage" in exclude:
+        names += _output_stage(model)
     if "attention" in exclude:
         names += [n.name for n in model.graph.node
                   if n.op_type == "MatMul" and not any(i in inits for i in n.input)]
@@ -189,12 +218,12 @@ def int8_exclusions(model, exclude: tuple[str, ...] = ("attention", "head")) -> 
             node = producer[data[0]] if data else None
         if node is not None:
             names.append(node.name)
-    names += [e for e in exclude if e not in ("attention", "head")]
+    names += [e for e in exclude if e not in INT8_ROLES]
     return names
 
 
 def quantize_int8(src_path, dst_path, feeds: list[dict] | None, *, method: str = "minmax", cache_path=None,
-                  exclude: tuple[str, ...] = ("attention", "head"), percentile: float = 99.999,
+                  exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE, percentile: float = 99.999,
                   int8_format: str = "s8s8") -> dict:
     """onnxruntime static QDQ quantisation of one graph (int8 per-channel weights; activations per `int8_format`).
 
@@ -263,7 +292,7 @@ def check_precision_graph(path) -> set[str]:
 
 def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images=None, num_calib: int = 16,
                           method: str = "minmax", force: bool = False, plan: dict | None = None,
-                          int8_exclude: tuple[str, ...] = ("attention", "head"),
+                          int8_exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE,
                           fp16_keep_ops=FP16_KEEP_OPS, cache_dir=None, progress=None, int8_format: str = "s8s8") -> dict:
     """An fp16 or int8 bundle from an fp32 bundle. Returns the new manifest.
 
@@ -320,6 +349,8 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
         settings = {"method": method, "op_types": list(INT8_OP_TYPES)}
         if int8_format != "s8s8":  # s8s8 keys stay those of earlier caches
             settings["int8_format"] = int8_format
+        if tuple(int8_exclude) != ("attention", "head"):  # the ranges cover what is quantised (earlier keys kept)
+            settings["exclude"] = list(int8_exclude)
         sampler_name = manifest_sampler(m)
         if sampler_name != "greedy":  # feeds follow the bundle's sampler (greedy keys stay those of earlier caches)
             settings["sampler"] = sampler_name
@@ -362,7 +393,7 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
                                   method=method, cache_path=tables[name], exclude=int8_exclude,
                                   int8_format=int8_format)
                 choice["fp32_nodes"] = r["excluded_nodes"]
-                choice["fp32_roles"] = [e for e in int8_exclude if e in ("attention", "head")]
+                choice["fp32_roles"] = [e for e in int8_exclude if e in INT8_ROLES]
             ops = check_precision_graph(path)
             files = [g["file"]]  # fp16/int8 rewrites store weights inline (all presets but d30 fit)
             new_graphs[name] = {**g, "data_files": [] if p != "fp32" else g.get("data_files", []),

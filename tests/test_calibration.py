@@ -211,6 +211,29 @@ def test_package_imports_without_torch_or_onnx():
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
 
 
+def test_calibrate_report_over_budget_says_what_to_try(tiny_bundle, precision_bundles, tmp_path, monkeypatch):
+    """A report over the accuracy budget names the other calibration methods and the per-graph fp32 way out."""
+    from click.testing import CliRunner
+
+    from depthart.calibration import report
+    from depthart.calibration.cli import calibrate_cmd
+
+    real = report.accuracy_report
+
+    def over_budget(*a, **kw):
+        r = real(*a, **kw)
+        return {**r, "target": {**r["target"], "worst": 0.031, "passed": False}}
+
+    monkeypatch.setattr(report, "accuracy_report", over_budget)
+    r = CliRunner().invoke(calibrate_cmd, [str(tiny_bundle["dir"]), "--precision", "int8", "-o", str(tmp_path / "b"),
+                                           "--num-calib", "2", "--cache-dir", str(precision_bundles["cache"]),
+                                           "--report", "--report-images", "1"])
+    assert r.exit_code == 0, r.output
+    assert "AbsRel changed by 3.10%" in r.output and "--method entropy/percentile" in r.output
+    assert "--plan GRAPH=fp32" in r.output
+    assert json.loads((tmp_path / "b" / "accuracy.json").read_text())["target"]["passed"] is False
+
+
 def test_calibrate_command_writes_bundle_and_report(tiny_bundle, precision_bundles, tmp_path):
     from click.testing import CliRunner
 
@@ -251,6 +274,23 @@ def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path)
     inits = {i.name: i for i in dec.graph.initializer}
     zero_points = [onnx.numpy_helper.to_array(inits[n.input[2]]) for n in q if n.input[2] in inits]
     assert all(z.dtype == np.uint8 for z in zero_points) and any(int(z) != 0 for z in zero_points)
+    # the decoder's full-resolution stage stays fp32 (role "output_stage"): float weights, no DequantizeLinear
+    from depthart.calibration.quantize import int8_exclusions
+
+    src = onnx.load(str(tiny_bundle["dir"] / m["graphs"]["decoder"]["file"]))
+    stage = int8_exclusions(src, ("output_stage",))
+    convs = [n for n in src.graph.node if n.op_type == "Conv"]
+    assert stage and stage[-1] == convs[-1].name and len(stage) < len(convs)
+    assert set(stage) <= set(m["precision_plan"]["decoder"]["fp32_nodes"])
+    assert "output_stage" in m["precision_plan"]["decoder"]["fp32_roles"]
+    producer = {o: n for n in dec.graph.node for o in n.output}
+    by_name = {n.name: n for n in dec.graph.node}
+    for name in stage:
+        assert by_name[name].input[1] in inits, name  # a float initializer, not a DequantizeLinear output
+    quantised = [n for n in dec.graph.node if n.op_type == "Conv" and n.name not in stage]
+    assert all(producer[n.input[1]].op_type == "DequantizeLinear" for n in quantised if n.input[1] in producer)
+    assert any(n.input[1] in producer for n in quantised)
+    assert int8_exclusions(onnx.load(str(tiny_bundle["dir"] / "step.onnx")), ("output_stage",)) == []
     assert (out / "step.onnx").read_bytes() == (tiny_bundle["dir"] / "step.onnx").read_bytes()
     img = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
     ref = DepthRuntime(tiny_bundle["dir"]).predict(img)
