@@ -31,8 +31,8 @@ import click
               help="Held-out procedural scenes for --report (plus Middlebury when scikit-image is installed).")
 @click.option("--int8-format", type=click.Choice(["s8s8", "u8s8"]), default="s8s8", show_default=True,
               help="int8: s8s8 = symmetric int8 activations (TensorRT, any provider); u8s8 = uint8 activations, "
-                   "onnxruntime's CPU provider only, where its int8 kernels are fast; its default plan quantises only "
-                   "the decoder (docs/precision.md).")
+                   "onnxruntime's CPU provider only, where its int8 kernels are fast; its default plan quantises the "
+                   "decoder and the step graph (docs/precision.md).")
 @click.option("--plan", "plan_items", multiple=True, metavar="GRAPH=PRECISION",
               help="Per-graph precision instead of the default plan, repeatable: e.g. --plan decoder=int8 "
                    "--plan step=fp32 (graphs: prefix, step, next_* or next_K, decoder; fp32, fp16 or int8).")
