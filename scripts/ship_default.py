@@ -26,7 +26,7 @@ from depthart.evaluation.runner import checkpoint_hash
 
 LIMIT_MB = 25.0
 RUNS = {"tf": "var", "tf2": "var", "da": "depthart", "tflong": "var", "tfcode": "var", "tfcode2": "var",
-        "dacode": "depthart"}  # run folder -> training method of its last stage
+        "dacode": "depthart", "tfcode3": "var", "tfaux": "var"}  # run folder -> training method of its last stage
 
 
 def main() -> None:
