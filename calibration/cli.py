@@ -48,7 +48,7 @@ def calibrate_cmd(bundle, precision, output, calib_images, num_calib, method, ca
     except ImportError as e:
         raise click.ClickException(f"calibrate needs onnx and onnxruntime ({e.name} is missing): "
                                    'pip install "depthart[export,ort]"') from None
-    from .quantize import make_precision_bundle
+    from .quantize import METHODS, make_precision_bundle
 
     say = lambda m: click.echo(f"  {m}", err=True)  # noqa: E731
     plan = {}
@@ -80,7 +80,7 @@ def calibrate_cmd(bundle, precision, output, calib_images, num_calib, method, ca
         if r["target"]["passed"] is False:
             click.echo(f"warning: AbsRel changed by {r['target']['worst']:.2%} vs fp32, above the "
                        f"{r['target']['abs_rel_rel_change_max']:.1%} target; another calibration method "
-                       f"(--method {'/'.join(m for m in ('minmax', 'entropy', 'percentile') if m != method)}) or "
+                       f"(--method {'/'.join(m for m in METHODS if m != method)}) or "
                        "a graph kept in fp32 (--plan GRAPH=fp32) may keep it: docs/precision.md", err=True)
 
 

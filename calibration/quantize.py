@@ -173,12 +173,13 @@ def convert_fp16(model, keep_ops=FP16_KEEP_OPS, keep_nodes=()):
 # int8 roles kept in fp32 by default (`int8_exclusions`); "output_stage" joined on 2026-12-01 (docs/precision.md)
 INT8_ROLES = ("attention", "head", "output_stage")
 DEFAULT_INT8_EXCLUDE = INT8_ROLES
+_CACHE_KEY_EXCLUDE = ("attention", "head")  # the exclusions that calibration keys made before 2026-12-01 leave unnamed
 
 
-def _output_stage(model) -> list[str]:
+def _output_stage(model, producer: dict) -> list[str]:
     """Conv nodes that run at the spatial size of the graph's 4-D output (the VQ-VAE decoder's last stage),
     but for the upsampling conv that enters it (a Resize feeds it: the largest of them, and int8 there cost the
-    shipped default little, docs/precision.md)."""
+    shipped default little, docs/precision.md). `producer`: output name -> node of `model`."""
     import onnx
 
     model = onnx.shape_inference.infer_shapes(model)
@@ -189,7 +190,6 @@ def _output_stage(model) -> list[str]:
 
     shapes = {vi.name: hw(vi) for vi in list(model.graph.value_info) + list(model.graph.output)}
     outs = {shapes.get(o.name) for o in model.graph.output} - {None}
-    producer = {o: n for n in model.graph.node for o in n.output}
     return [n.name for n in model.graph.node if n.op_type == "Conv" and shapes.get(n.output[0]) in outs
             and getattr(producer.get(n.input[0]), "op_type", None) != "Resize"]
 
@@ -208,7 +208,7 @@ def int8_exclusions(model, exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE) -> l
     producer = {o: n for n in model.graph.node for o in n.output}
     names = []
     if "output_stage" in exclude:
-        names += _output_stage(model)
+        names += _output_stage(model, producer)
     if "attention" in exclude:
         names += [n.name for n in model.graph.node
                   if n.op_type == "MatMul" and not any(i in inits for i in n.input)]
@@ -350,7 +350,7 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
         settings = {"method": method, "op_types": list(INT8_OP_TYPES)}
         if int8_format != "s8s8":  # s8s8 keys stay those of earlier caches
             settings["int8_format"] = int8_format
-        if tuple(int8_exclude) != ("attention", "head"):  # the ranges cover what is quantised (earlier keys kept)
+        if tuple(int8_exclude) != _CACHE_KEY_EXCLUDE:  # the ranges cover what is quantised (earlier keys kept)
             settings["exclude"] = list(int8_exclude)
         sampler_name = manifest_sampler(m)
         if sampler_name != "greedy":  # feeds follow the bundle's sampler (greedy keys stay those of earlier caches)
