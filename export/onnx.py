@@ -88,6 +88,80 @@ def onnx_from_module(module, args, path, input_names, output_names, dynamic_shap
                           input_names=input_names, output_names=output_names,
                           dynamic_shapes=dynamic_shapes, external_data=external, verbose=False,
                           optimize=True)
+    _rewrite_for_onnxruntime(path)
+
+
+def _rewrite_for_onnxruntime(path) -> None:
+    """Apply `fusable_gelu` to an exported file in place (atomically; external weight files untouched)."""
+    import onnx
+
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    if fusable_gelu(model):
+        tmp = f"{os.fspath(path)}.tmp"
+        onnx.save(model, tmp)
+        os.replace(tmp, os.fspath(path))
+
+
+def fusable_gelu(model) -> int:
+    """Reorder each tanh GELU that torch's exporter writes, `x * (0.5 * (1 + tanh(c * (x + k * x^3))))`, into
+    `(0.5 * x) * (1 + tanh(...))`: the same math (one rounding moves), in the order onnxruntime's FastGelu fusion
+    recognises. Fused, the FFN's GELU and the bias add before it run as one kernel (the step graph ~10 % faster on
+    CPU, docs/benchmarks.md); TensorRT fuses either order. Edits `model` (an onnx.ModelProto) in place; returns the
+    number of GELUs reordered."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    consts = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    uses: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+
+    def scalar(name, value):
+        t = consts.get(name)
+        if t is None:
+            return False
+        a = numpy_helper.to_array(t)
+        return a.size == 1 and abs(float(a.reshape(-1)[0]) - value) <= 1e-6 * max(1.0, abs(value))
+
+    def made_by(name, op):
+        n = producer.get(name)
+        return n if n is not None and n.op_type == op else None
+
+    def tanh_gelu_of(add_one, x) -> bool:  # add_one = 1 + tanh(c * (x + k * pow(x, 3)))?
+        others = [i for i in add_one.input if not scalar(i, 1.0)]
+        tanh = made_by(others[0], "Tanh") if len(others) == 1 and len(add_one.input) == 2 else None
+        scaled = made_by(tanh.input[0], "Mul") if tanh is not None else None
+        inner = next((made_by(i, "Add") for i in scaled.input if made_by(i, "Add")), None) if scaled else None
+        if inner is None or x not in inner.input:
+            return False
+        cubic = next((made_by(i, "Mul") for i in inner.input if made_by(i, "Mul")), None)
+        pow3 = next((made_by(i, "Pow") for i in cubic.input if made_by(i, "Pow")), None) if cubic else None
+        return pow3 is not None and pow3.input[0] == x and scalar(pow3.input[1], 3.0)
+
+    rewrites = 0
+    for node in list(g.node):
+        if node.op_type != "Mul" or len(node.input) != 2:
+            continue
+        for xi in (0, 1):
+            x, h = node.input[xi], node.input[1 - xi]
+            half = made_by(h, "Mul")
+            if half is None or uses.get(h) != 1:
+                continue
+            c = [i for i in half.input if scalar(i, 0.5)]
+            rest = [i for i in half.input if not scalar(i, 0.5)]
+            add_one = made_by(rest[0], "Add") if len(c) == 1 and len(rest) == 1 else None
+            if add_one is None or not tanh_gelu_of(add_one, x):
+                continue
+            half_x = f"{node.output[0]}_half_x"
+            g.node.insert(list(g.node).index(node),
+                          helper.make_node("Mul", [x, c[0]], [half_x], name=f"{node.name}_half_x"))
+            node.input[0], node.input[1] = half_x, rest[0]
+            g.node.remove(half)
+            rewrites += 1
+            break
+    return rewrites
 
 
 def graph_ops(path) -> set[str]:

@@ -89,6 +89,25 @@ def test_every_graph_meets_the_edge_constraints(tiny_bundle):
             assert all(d > 0 for d in init.dims), (name, init.name)
 
 
+def test_step_graph_gelus_fuse_in_onnxruntime(tiny_bundle, tmp_path):
+    """The exporter's tanh GELU is reordered into the form onnxruntime fuses (FastGelu, the fc1 bias folded in):
+    one per block, and nothing else of the GELU left over. The reorder is the same math (parity tests above)."""
+    import onnxruntime as ort
+
+    from depthart.export.onnx import fusable_gelu
+
+    step = tiny_bundle["dir"] / read_manifest(tiny_bundle["dir"])["graphs"]["step"]["file"]
+    model = onnx.load(str(step))
+    assert fusable_gelu(model) == 0  # already in the fusable order
+    depth = tiny_bundle["model"].cfg.depth
+    assert sum(n.op_type == "Tanh" for n in model.graph.node) == depth
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(step), opts, providers=["CPUExecutionProvider"])
+    fused = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert fused.count("FastGelu") == depth and "Tanh" not in fused and "Pow" not in fused
+
+
 def test_polygraphy_lint_passes(tiny_bundle):
     m = read_manifest(tiny_bundle["dir"])
     for name in ("prefix", "step", "next_0", "decoder"):
