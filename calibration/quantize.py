@@ -199,7 +199,8 @@ def int8_exclusions(model, exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE) -> l
 
     Roles: "attention" = MatMuls whose inputs are both activations (q @ k^T and attn @ v: their
     inputs are the KV cache and the softmax, which per-tensor int8 ranges fit badly), "head" = the
-    MatMul/Gemm that produces the logits (tokens are its argmax), "output_stage" = the convolutions at
+    MatMul/Gemm that produces the logits (tokens are its argmax) and the one that turns their softmax into the
+    expected code vectors (`h_expect`), "output_stage" = the convolutions at
     the spatial size of a 4-D output (the decoder's last, full-resolution stage, whose error is the depth
     map's: in int8 it cost the shipped default 2.3 % AbsRel, kept in fp32 0.8 %; graphs without a 4-D
     output have none). Node names pass through unchanged.
@@ -212,8 +213,8 @@ def int8_exclusions(model, exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE) -> l
     if "attention" in exclude:
         names += [n.name for n in model.graph.node
                   if n.op_type == "MatMul" and not any(i in inits for i in n.input)]
-    if "head" in exclude and "logits" in producer:
-        node = producer["logits"]
+    for output in ("logits", "h_expect") if "head" in exclude else ():
+        node = producer.get(output)
         while node is not None and node.op_type not in ("MatMul", "Gemm"):
             data = [i for i in node.input if i not in inits and i in producer]
             node = producer[data[0]] if data else None

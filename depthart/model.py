@@ -102,8 +102,10 @@ class SelfAttention(nn.Module):
         qkv = F.linear(x_BlC, self.mat_qkv.weight, bias).view(B, l, 3, self.heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, l, c)
         if self.l2_norm:
-            q = F.normalize(q, dim=-1) * self.scale_mul_1H11.clamp(max=self.max_scale_mul).exp()
-            k = F.normalize(k, dim=-1)
+            # F.normalize's math (x / max(|x|, 1e-12)) without its expand_as: exported, the Div broadcasts the
+            # norms instead of materialising them at full size (one copy per q and k per block fewer on CPU)
+            q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12) * self.scale_mul_1H11.clamp(max=self.max_scale_mul).exp()
+            k = k / k.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         if cache is not None:
             k, v = cache.update(layer, begin, k, v)  # (B, H, begin + l, c)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, scale=self.scale)

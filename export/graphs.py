@@ -5,7 +5,8 @@ Nothing here re-implements model math: each wrapper only arranges inputs and out
 prefix      image (B, 3, S, S) in [-1, 1] -> x (B, L + first_l, C): the embedded image prefix and
             the start token(s), i.e. step 0's input.
 step        x (B, l, C), past_k / past_v (1 + T, depth, B, H, D) -> logits (B, l, V),
-            tokens (B, l) greedy argmax, h (B, l, cvae) their code vectors,
+            tokens (B, l) greedy argmax, h (B, l, cvae) their code vectors, h_expect (B, l, cvae) the code
+            vectors expected under softmax(logits) (the `expect` sampler, depthart.sampling.Expected),
             new_k / new_v (l, depth, B, H, D). One graph serves every scale (dynamic l and T).
 next_<k>    f_hat (B, cvae, P, P), h (B, pn_k^2, cvae) -> f_hat_out, and for k < K-1 the next
             scale's input x_next (B, pn_{k+1}^2, C). One small graph per scale.
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+
+from ..sampling import Expected
 
 
 class _PastKV:
@@ -73,7 +76,9 @@ class StepGraph(nn.Module):
         logits = m.step(x, cond, cache, 0, bias)
         tokens = logits.argmax(-1)
         h = m.vae.quantize.embedding(tokens)
-        return logits, tokens, h, _PastKV.stack(cache.new_k), _PastKV.stack(cache.new_v)
+        # the `expect` sampler in the graph: no logits leave the engine and no host-side softmax runs per scale
+        _, h_expect = Expected()(0, logits, m.vae.quantize.embedding.weight)
+        return logits, tokens, h, h_expect, _PastKV.stack(cache.new_k), _PastKV.stack(cache.new_v)
 
 
 class NextGraph(nn.Module):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..runtime.sampling import Expected
+
 
 def steps(cfg) -> list[dict]:
     """Per-scale static shapes of the step graph: tokens, past length (incl. the null slot), cache slots."""
@@ -32,7 +34,8 @@ def run_loop(run, cfg, image_B3HW: np.ndarray, record: list | None = None, feeds
         feeds_from: a `record` of another run; each call then gets that run's feeds instead of this
             loop's own (teacher-forced comparison: per-graph errors do not compound).
         sampler: a runtime sampler (`depthart.runtime.sampling.make_sampler`; None = the step graph's argmax)
-            that replaces the step graph's tokens and code vectors from its logits, as `DepthRuntime` does.
+            that replaces the step graph's tokens and code vectors from its logits, as `DepthRuntime` does (the
+            `expect` sampler takes the step graph's own `h_expect` where the graph has it, as the runtime does).
         codebook: (V, C) float32, the bundle's codebook; needed with a sampler.
 
     Returns:
@@ -65,6 +68,8 @@ def run_loop(run, cfg, image_B3HW: np.ndarray, record: list | None = None, feeds
         n = s["logits_tail"]
         if sampler is None:
             idx, h = out["tokens"][:, -n:], out["h"][:, -n:]
+        elif type(sampler) is Expected and "h_expect" in out:  # in the graph, as DepthRuntime runs it
+            idx, h = out["tokens"][:, -n:], out["h_expect"][:, -n:]
         else:
             idx, h = sampler(s["scale"], out["logits"][:, -n:], codebook)
         tokens.append(idx)

@@ -50,7 +50,7 @@ def graph_specs(model, batch: int = 1) -> dict:
     tok = Dim("tokens", min=1, max=cfg.tokens_per_map + cfg.first_l)
     past = torch.zeros(3, *kv)
     specs["step"] = (StepGraph(model), (torch.zeros(ex, 2, C), past, past.clone()), ["x", "past_k", "past_v"],
-                     ["logits", "tokens", "h", "new_k", "new_v"],
+                     ["logits", "tokens", "h", "h_expect", "new_k", "new_v"],
                      {"x": {0: B, 1: tok}, "past_k": {0: T, 2: B}, "past_v": {0: T, 2: B}})
     for k, pn in enumerate(cfg.patch_nums):
         outs = ["f_hat_out"] if k + 1 == cfg.num_scales else ["f_hat_out", "x_next"]

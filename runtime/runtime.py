@@ -9,7 +9,8 @@ into the cache (slots [1 + begin_k, 1 + end_k), layout in the manifest's `kv_cac
 The same plan drives both backends. On onnxruntime the graphs use the host buffers themselves; on
 TensorRT every buffer has a device twin (views stay views), and the plan says when the host side
 changes or is needed: `upload` what the host writes (image, zeroed f_hat, a sampler's choices),
-`download` what it reads (depth and tokens at the end, logits for a sampler) and `bind_copy` for
+`download` what it reads (depth and tokens at the end, logits for a host-side sampler; the `expect`
+sampler runs inside the step graph of bundles that have its output) and `bind_copy` for
 the one buffer-to-buffer copy (step 0's code-vector tail). These are no-ops / np.copyto on onnxruntime.
 """
 
@@ -26,7 +27,7 @@ from ..errors import DepthartError
 from ..preprocess import MAX_PIXELS, load_image, resize_depth, to_model_input
 from .integrity import verify_bundle
 from .manifest import SAMPLERS, load_codebook, load_manifest, manifest_sampler
-from .sampling import make_sampler
+from .sampling import Expected, make_sampler
 
 
 @dataclasses.dataclass
@@ -67,34 +68,45 @@ class _Plan:
         steps = m["steps"]
         x = np.zeros((B, steps[0]["tokens"], cfg["width"]), f32)  # step 0's input, from the prefix graph
         self.prefix = ("prefix", backend.bind("prefix", {"image": self.image}, {"x": x}))
-        self.scales = []  # per scale k, its calls: step_k [, tail_k], next_k (f_hat[k % 2] -> f_hat[(k + 1) % 2])
+        # per scale k, its calls: step_k [, tail_k], next_k (f_hat[k % 2] -> f_hat[(k + 1) % 2]), in two versions
+        # that share the step call: "argmax" feeds next_k the step's greedy code vectors `h` (which a host-side
+        # sampler overwrites after the step), "expect" its in-graph expected ones `h_expect` (bundles exported
+        # since 2026-12-01: the `expect` sampler then runs with no logits download and no host softmax)
+        self.in_graph_expect = "h_expect" in {o["name"] for o in m["graphs"]["step"]["outputs"]}
+        self.scales = {"argmax": [], "expect": []} if self.in_graph_expect else {"argmax": []}
         self.logits, self.tokens, self.h_tail = [], [], []
         self.sample_after = {}
         for s in steps:
             k, (a, b), n, l = s["scale"], s["slots"], s["logits_tail"], s["tokens"]
             logits = np.zeros((B, l, cfg["vocab_size"]), f32)
             tokens = np.zeros((B, l), np.int64)
-            h = np.zeros((B, l, cfg["cvae"]), f32)
-            calls = [(f"step_{k}", backend.bind(
-                "step", {"x": x, "past_k": self.cache_k[:a], "past_v": self.cache_v[:a]},
-                {"logits": logits, "tokens": tokens, "h": h, "new_k": self.cache_k[a:b], "new_v": self.cache_v[a:b]}))]
-            # the next-scale graph takes the last n code vectors (all of them except at step 0)
-            h_tail = h if n == l else np.zeros((B, n, cfg["cvae"]), f32)
-            last = f"step_{k}"
-            if h_tail is not h:
-                last = f"tail_{k}"
-                calls.append((last, backend.bind_copy(h_tail, h[:, -n:])))
-            self.sample_after[last] = k  # a sampler replaces the greedy code vectors here
+            vectors = {mode: np.zeros((B, l, cfg["cvae"]), f32) for mode in self.scales}
+            outs = {"logits": logits, "tokens": tokens, "h": vectors["argmax"], "new_k": self.cache_k[a:b],
+                    "new_v": self.cache_v[a:b]}
+            if self.in_graph_expect:
+                outs["h_expect"] = vectors["expect"]
+            step = (f"step_{k}", backend.bind(
+                "step", {"x": x, "past_k": self.cache_k[:a], "past_v": self.cache_v[:a]}, outs))
             f_in, f_out = self.f_hat[k % 2], self.f_hat[(k + 1) % 2]
-            outs = {"f_hat_out": f_out}
+            next_outs = {"f_hat_out": f_out}
             if k + 1 < len(steps):
                 x = np.zeros((B, steps[k + 1]["tokens"], cfg["width"]), f32)
-                outs["x_next"] = x
-            calls.append((f"next_{k}", backend.bind(f"next_{k}", {"f_hat": f_in, "h": h_tail}, outs)))
-            self.scales.append(calls)
+                next_outs["x_next"] = x
+            for mode, h in vectors.items():
+                calls = [step]
+                # the next-scale graph takes the last n code vectors (all of them except at step 0)
+                h_tail = h if n == l else np.zeros((B, n, cfg["cvae"]), f32)
+                last = f"step_{k}"
+                if h_tail is not h:
+                    last = f"tail_{k}"
+                    calls.append((last, backend.bind_copy(h_tail, h[:, -n:])))
+                calls.append((f"next_{k}", backend.bind(f"next_{k}", {"f_hat": f_in, "h": h_tail}, next_outs)))
+                self.scales[mode].append(calls)
+                if mode == "argmax":
+                    self.sample_after[last] = k  # a host-side sampler replaces the greedy code vectors here
+                    self.h_tail.append(h_tail)
             self.logits.append(logits)
             self.tokens.append(tokens)
-            self.h_tail.append(h_tail)
         # after K scales the latent is in f_hat[K % 2]: a decoder call bound to each buffer decodes any prefix
         self.decoders = [backend.bind("decoder", {"f_hat": f}, {"depth": self.depth}) for f in self.f_hat]
         self.tails = [s["logits_tail"] for s in steps]
@@ -121,6 +133,10 @@ class _Plan:
         pass it. The first scale always runs. Returns the number of scales run; the decoder decodes their f_hat.
         """
         backend = self.backend
+        mode = "expect" if self.in_graph_expect and type(sampler) is Expected else "argmax"
+        if mode == "expect":
+            sampler = None  # the step graph ran it: tokens are its argmax, h_expect feeds next_k
+        scales = self.scales[mode]
         self.f_hat[0][:] = 0  # step 0 adds to an empty latent (f_hat[0] also serves as a later output)
         backend.upload(self.image, self.f_hat[0])
         sync = self._sync if deadline is not None else None
@@ -130,11 +146,11 @@ class _Plan:
             sync()
         timings["prefix"] = self.seconds["prefix"] = time.perf_counter() - t0
         used = 0
-        for k in range(max_scale or len(self.scales)):
+        for k in range(max_scale or len(scales)):
             if k and deadline is not None and time.perf_counter() + self.guess(k) + self.guess("decoder") > deadline:
                 break
             t_scale = time.perf_counter()
-            for name, call in self.scales[k]:
+            for name, call in scales[k]:
                 t0 = time.perf_counter()
                 call()
                 if name in self.sample_after and sampler is not None:

@@ -55,7 +55,7 @@ def test_manifest_fully_describes_the_bundle(tiny_bundle):
         assert os.path.getsize(tiny_bundle["dir"] / g["file"]) <= g["bytes"]
     step = m["graphs"]["step"]
     assert [i["name"] for i in step["inputs"]] == ["x", "past_k", "past_v"]
-    assert [o["name"] for o in step["outputs"]] == ["logits", "tokens", "h", "new_k", "new_v"]
+    assert [o["name"] for o in step["outputs"]] == ["logits", "tokens", "h", "h_expect", "new_k", "new_v"]
     assert step["inputs"][1]["shape"] == ["past", cfg.depth, "batch", cfg.heads, cfg.head_dim]
     assert {o["name"]: o["dtype"] for o in step["outputs"]}["tokens"] == "int64"
     assert m["parity"]["passed"] and m["parity"]["tokens_identical"]

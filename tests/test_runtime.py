@@ -142,6 +142,45 @@ def test_expected_code_vector_sampler_matches_pytorch(tiny_bundle, sample_photo)
     assert np.abs(res.depth - rt.predict(sample_photo).depth).max() > 1e-3  # not the greedy path
 
 
+def test_expect_runs_in_the_step_graph_and_equals_the_host_side_sampler(tiny_bundle, sample_photo, tmp_path):
+    """Bundles whose step graph outputs h_expect run `expect` there (no logits leave the graph); a host-side sampler
+    of the same math (here a subclass, which the runtime does not special-case) gives the same map and tokens; and a
+    bundle from before h_expect still runs `expect`, on the host."""
+    import shutil
+
+    import onnx
+
+    from depthart.export.manifest import write_manifest
+    from depthart.runtime.integrity import file_records
+
+    class HostExpected(Expected):
+        pass
+
+    rt = DepthRuntime(tiny_bundle["dir"])
+    graph, host = rt.predict(sample_photo, "expect"), rt.predict(sample_photo, HostExpected())
+    assert rt._plans[1].in_graph_expect
+    np.testing.assert_allclose(graph.depth, host.depth, atol=1e-5, rtol=0)
+    for a, b in zip(graph.tokens, host.tokens):
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(graph.depth - rt.predict(sample_photo, "greedy").depth).max() > 1e-3  # not the greedy path
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_bundle["dir"], old)
+    step = onnx.load(str(old / "step.onnx"))
+    keep = [o for o in step.graph.output if o.name != "h_expect"]
+    del step.graph.output[:]
+    step.graph.output.extend(keep)
+    onnx.save(step, str(old / "step.onnx"))
+    m = json.loads((old / "manifest.json").read_text())
+    m["graphs"]["step"]["outputs"] = [o for o in m["graphs"]["step"]["outputs"] if o["name"] != "h_expect"]
+    m["files"] = file_records(old, m)
+    write_manifest(old, m)
+    rt_old = DepthRuntime(old)
+    res = rt_old.predict(sample_photo, "expect")
+    assert not rt_old._plans[1].in_graph_expect
+    np.testing.assert_allclose(res.depth, graph.depth, atol=1e-5, rtol=0)
+
+
 def test_numpy_sampling_is_seeded_and_filtered(tiny_bundle, sample_photo):
     rt = DepthRuntime(tiny_bundle["dir"])
     a = rt.predict(sample_photo, TopKTopP(top_k=5, seed=3))

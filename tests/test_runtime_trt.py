@@ -196,7 +196,8 @@ def test_plan_on_separate_device_memory_gives_the_host_results(tiny_bundle, samp
     # one device allocation per owning host array; the cache slices bound to every step share the cache's
     m = rt.manifest
     tails = sum(s["logits_tail"] != s["tokens"] for s in m["steps"])
-    per_plan = 6 + 4 * len(m["steps"]) + tails  # image, cache k/v, 2 f_hat, depth; x, logits, tokens, h per step
+    # image, cache k/v, 2 f_hat, depth; x, logits, tokens, h, h_expect per step; a tail of h and of h_expect
+    per_plan = 6 + 5 * len(m["steps"]) + 2 * tails
     assert sim.memory.allocations == 2 * per_plan
     allocs, syncs = sim.memory.allocations, sim.device.syncs
     assert_same_results([rt.predict(sample_photo)], [ref.predict(sample_photo)])
