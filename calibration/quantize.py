@@ -194,6 +194,18 @@ def _output_stage(model, producer: dict) -> list[str]:
             and getattr(producer.get(n.input[0]), "op_type", None) != "Resize"]
 
 
+def _constant_nodes(model, inits: set) -> list[str]:
+    """Names of the MatMul/Gemm/Conv nodes whose inputs derive from initializers and Constant nodes alone."""
+    const = set(inits)
+    names = []
+    for n in model.graph.node:  # ONNX graphs are topologically sorted
+        if all(i == "" or i in const for i in n.input):
+            const.update(n.output)
+            if n.op_type in INT8_OP_TYPES:
+                names.append(n.name)
+    return names
+
+
 def int8_exclusions(model, exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE) -> list[str]:
     """Node names of an fp32 graph to keep out of int8, by role.
 
@@ -204,10 +216,14 @@ def int8_exclusions(model, exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE) -> l
     the spatial size of a 4-D output (the decoder's last, full-resolution stage, whose error is the depth
     map's: in int8 it cost the shipped default 2.3 % AbsRel, kept in fp32 0.8 %; graphs without a 4-D
     output have none). Node names pass through unchanged.
+
+    Whatever the roles, MatMul/Gemm/Conv nodes that depend on no graph input (e.g. the step graph's AdaLN
+    modulation of the constant condition) are never quantised: in fp32 onnxruntime folds them into constants at
+    load, in Q/DQ form they would run at every call (and in int8).
     """
     inits = {i.name for i in model.graph.initializer}
     producer = {o: n for n in model.graph.node for o in n.output}
-    names = []
+    names = _constant_nodes(model, inits)
     if "output_stage" in exclude:
         names += _output_stage(model, producer)
     if "attention" in exclude:
