@@ -113,6 +113,9 @@ def _open_bounded(im: Image.Image, path: str, max_pixels: int) -> Image.Image:
     return im
 
 
+_ORIENTATION = 0x0112  # the EXIF orientation tag (1: as stored)
+
+
 def load_image(image, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Anything accepted (module docstring) -> an 8-bit RGB PIL image. Raises ImageError.
 
@@ -140,6 +143,8 @@ def load_image(image, max_pixels: int = MAX_PIXELS) -> Image.Image:
         except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
             raise ImageError(f"{path}: unreadable image ({e})") from None
     if isinstance(image, Image.Image):
+        if image.mode == "RGB" and image.getexif().get(_ORIENTATION, 1) == 1:
+            return image  # already what the model takes (read only from here on): no copies
         return Image.fromarray(_pil_to_rgb8(image))
     if isinstance(image, np.ndarray):
         return Image.fromarray(_array_to_rgb8(image))

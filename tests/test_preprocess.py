@@ -51,6 +51,10 @@ def test_exif_orientation_is_applied(tmp_path):
     assert im.size == (10, 40)  # displayed upright: portrait
     top = np.asarray(im)[:20].mean()
     assert top > 200  # the white half is on top after rotating 90 degrees clockwise
+    with Image.open(tmp_path / "rot.jpg") as opened:  # the same file handed over as a PIL image (RGB, rotated)
+        assert opened.mode == "RGB" and load_image(opened).size == (10, 40)
+    plain = Image.fromarray(a)
+    assert load_image(plain) is plain  # RGB, no rotation: used as it is, no copy
 
 
 def test_to_model_input_range_and_layout(sample_photo):
