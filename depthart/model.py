@@ -269,17 +269,19 @@ class DepthART(nn.Module):
 
     # ---------------------------------------------------------------- the step
     def step(self, x_BlC: torch.Tensor, cond_BD: torch.Tensor, cache: KVCache | None, begin: int,
-             attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+             attn_bias: torch.Tensor | None = None, logits_from=0) -> torch.Tensor:
         """Run the transformer on tokens at sequence positions [begin, begin + l); return logits (B, l, V).
 
         With a cache, the tokens' keys/values are written into it and the tokens attend to all
         cached positions < begin + l (a step must carry a whole block, see the module docstring).
         Without a cache they attend to each other under `attn_bias` (additive, (l, l)): the
         teacher-forcing pass. Training, inference and export all go through here.
+        `logits_from`: the head runs on tokens [logits_from, l) only, and the logits are (B, l - logits_from, V)
+        (step 0 of generation needs the start tokens' logits, not the image prefix's).
         """
         for i, block in enumerate(self.blocks):
             x_BlC = block(x_BlC, cond_BD, cache, i, begin, attn_bias)
-        return self.head(self.head_nm(x_BlC, cond_BD))
+        return self.head(self.head_nm(x_BlC[:, logits_from:], cond_BD))
 
     def block_causal_bias(self, begin: int = 0, end: int | None = None) -> torch.Tensor:
         """Additive mask (T, T) for a full pass over sequence positions [begin, end)."""
@@ -351,7 +353,7 @@ class DepthART(nn.Module):
         tokens = []
         for k, (begin, _) in enumerate(cfg.step_ranges()):
             pn = cfg.patch_nums[k]
-            logits = self.step(x, cond, cache, begin)[:, -pn * pn:]
+            logits = self.step(x, cond, cache, begin, logits_from=x.shape[1] - pn * pn)
             idx, h_BlCv = sampler(k, logits, codebook)
             tokens.append(idx)
             clock(f"step_{k}")

@@ -102,6 +102,7 @@ def _export(model, out_dir, source, checkpoint_sha256, check, say) -> dict:
                          "null_slot": 0, "depth": cfg.depth, "heads": cfg.heads, "head_dim": cfg.head_dim,
                          "dtype": "float32"},
             "steps": steps(cfg),
+            "step_logits": "tail",  # the step graph's logits/tokens/h/h_expect: the steps' logits_tail tokens only
             "graphs": graphs,
             "codebook": "codebook.npy",
             "sampler": model_sampler(model),  # what the runtime uses by default (the checkpoint's recommendation)

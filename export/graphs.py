@@ -4,10 +4,13 @@ Nothing here re-implements model math: each wrapper only arranges inputs and out
 
 prefix      image (B, 3, S, S) in [-1, 1] -> x (B, L + first_l, C): the embedded image prefix and
             the start token(s), i.e. step 0's input.
-step        x (B, l, C), past_k / past_v (1 + T, depth, B, H, D) -> logits (B, l, V),
-            tokens (B, l) greedy argmax, h (B, l, cvae) their code vectors, h_expect (B, l, cvae) the code
+step        x (B, l, C), past_k / past_v (1 + T, depth, B, H, D) -> logits (B, n, V),
+            tokens (B, n) greedy argmax, h (B, n, cvae) their code vectors, h_expect (B, n, cvae) the code
             vectors expected under softmax(logits) (the `expect` sampler, depthart.sampling.Expected),
-            new_k / new_v (l, depth, B, H, D). One graph serves every scale (dynamic l and T).
+            new_k / new_v (l, depth, B, H, D). One graph serves every scale (dynamic l and T). n = l but at
+            step 0 (T = 0: the past is the null slot alone), where n = first_l: the start token(s), not the
+            image prefix (bundles exported before 2026-12-01 give n = l everywhere; the manifest's
+            `step_logits` says which).
 next_<k>    f_hat (B, cvae, P, P), h (B, pn_k^2, cvae) -> f_hat_out, and for k < K-1 the next
             scale's input x_next (B, pn_{k+1}^2, C). One small graph per scale.
 decoder     f_hat -> depth (B, 1, S, S) in [0, 1], 0 = near.
@@ -73,7 +76,9 @@ class StepGraph(nn.Module):
         # additive mask over keys: -inf on the null slot 0, 0 elsewhere; (1, S) broadcasts over queries
         bias = torch.zeros(1, S, dtype=x.dtype, device=x.device)
         bias = torch.cat([torch.full_like(bias[:, :1], float("-inf")), bias[:, 1:]], dim=1)
-        logits = m.step(x, cond, cache, 0, bias)
+        # logits for the start token(s) only at step 0 (past = the null slot alone), for every token after it:
+        # the head, argmax and expectation skip the image prefix's tokens, whose outputs nothing reads
+        logits = m.step(x, cond, cache, 0, bias, logits_from=(l - m.cfg.first_l) * torch.sym_max(0, 2 - past_k.shape[0]))
         tokens = logits.argmax(-1)
         h = m.vae.quantize.embedding(tokens)
         # the `expect` sampler in the graph: no logits leave the engine and no host-side softmax runs per scale

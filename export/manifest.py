@@ -4,6 +4,8 @@ Schema version 1. Top-level keys:
     schema_version, format ("depthart-bundle"), created, precision, opset,
     model (ModelConfig fields), checkpoint {source, sha256}, image_size, batch {max},
     preprocess, postprocess, kv_cache, steps (per scale: scale, patch, tokens, past, slots, logits_tail),
+    step_logits ("tail": the step graph's logits, tokens, h and h_expect cover each step's logits_tail tokens;
+    absent in bundles exported before 2026-12-01, whose step graph gives them for all of a step's tokens),
     graphs {name: {file, bytes, ops, inputs, outputs}}, parity, software,
     files {name: {bytes, sha256}} (every file named above, engines included; checked at load).
 """

@@ -76,8 +76,10 @@ class _Plan:
         self.scales = {"argmax": [], "expect": []} if self.in_graph_expect else {"argmax": []}
         self.logits, self.tokens, self.h_tail = [], [], []
         self.sample_after = {}
+        tail_only = m.get("step_logits") == "tail"  # else (older bundles) the step's outputs cover all its tokens
         for s in steps:
-            k, (a, b), n, l = s["scale"], s["slots"], s["logits_tail"], s["tokens"]
+            k, (a, b), n = s["scale"], s["slots"], s["logits_tail"]
+            l = n if tail_only else s["tokens"]  # tokens the step graph gives logits (and tokens, h, h_expect) for
             logits = np.zeros((B, l, cfg["vocab_size"]), f32)
             tokens = np.zeros((B, l), np.int64)
             vectors = {mode: np.zeros((B, l, cfg["cvae"]), f32) for mode in self.scales}
@@ -94,7 +96,7 @@ class _Plan:
                 next_outs["x_next"] = x
             for mode, h in vectors.items():
                 calls = [step]
-                # the next-scale graph takes the last n code vectors (all of them except at step 0)
+                # the next-scale graph takes the last n code vectors (an older bundle's step 0 gives more: a copy)
                 h_tail = h if n == l else np.zeros((B, n, cfg["cvae"]), f32)
                 last = f"step_{k}"
                 if h_tail is not h:

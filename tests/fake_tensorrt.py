@@ -400,7 +400,7 @@ class IExecutionContext:
             for sym, d in zip(self.engine._symbolic[inp], shape):
                 if isinstance(sym, str):
                     sizes[sym] = d
-        return tuple(sizes.get(s, -1) if isinstance(s, str) else s for s in self.engine._symbolic[name])
+        return tuple(_dim(s, sizes) if isinstance(s, str) else s for s in self.engine._symbolic[name])
 
     def set_tensor_address(self, name, memory):
         if name not in self.engine._io:
@@ -437,6 +437,17 @@ class IExecutionContext:
             SYNC()
         eng.session.run_with_iobinding(binding)
         return True
+
+
+def _dim(expr: str, sizes: dict) -> int:
+    """An output dimension from the input shapes: a symbol (`tokens`) or the exporter's expression of them
+    (`Max(0, tokens - Min(tokens, (tokens - 1)*Max(0, 2 - past)))`), as TensorRT computes it; -1 when unknown."""
+    if expr in sizes:
+        return sizes[expr]
+    try:
+        return int(eval(expr, {"__builtins__": {}, "Max": max, "Min": min}, dict(sizes)))  # noqa: S307 (test fake)
+    except (NameError, SyntaxError, TypeError):
+        return -1
 
 
 # --- a CUDA device whose memory is host memory --------------------------------------------------------
