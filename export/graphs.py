@@ -78,11 +78,12 @@ class StepGraph(nn.Module):
         bias = torch.cat([torch.full_like(bias[:, :1], float("-inf")), bias[:, 1:]], dim=1)
         # logits for the start token(s) only at step 0 (past = the null slot alone), for every token after it:
         # the head, argmax and expectation skip the image prefix's tokens, whose outputs nothing reads
-        logits = m.step(x, cond, cache, 0, bias, logits_from=(l - m.cfg.first_l) * torch.sym_max(0, 2 - past_k.shape[0]))
-        tokens = logits.argmax(-1)
+        first = torch.sym_max(0, 2 - past_k.shape[0])  # 1 at step 0, else 0
+        logits = m.step(x, cond, cache, 0, bias, logits_from=(l - m.cfg.first_l) * first)
+        # the `expect` sampler in the graph (no logits leave the engine, no host softmax per scale); its indices
+        # are the argmax, the greedy tokens
+        tokens, h_expect = Expected()(0, logits, m.vae.quantize.embedding.weight)
         h = m.vae.quantize.embedding(tokens)
-        # the `expect` sampler in the graph: no logits leave the engine and no host-side softmax runs per scale
-        _, h_expect = Expected()(0, logits, m.vae.quantize.embedding.weight)
         return logits, tokens, h, h_expect, _PastKV.stack(cache.new_k), _PastKV.stack(cache.new_v)
 
 

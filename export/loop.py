@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..runtime.sampling import Expected
+from ..runtime.sampling import in_step_graph
 
 
 def steps(cfg) -> list[dict]:
@@ -68,7 +68,7 @@ def run_loop(run, cfg, image_B3HW: np.ndarray, record: list | None = None, feeds
         n = s["logits_tail"]
         if sampler is None:
             idx, h = out["tokens"][:, -n:], out["h"][:, -n:]
-        elif type(sampler) is Expected and "h_expect" in out:  # in the graph, as DepthRuntime runs it
+        elif in_step_graph(sampler) and "h_expect" in out:  # in the graph, as DepthRuntime runs it
             idx, h = out["tokens"][:, -n:], out["h_expect"][:, -n:]
         else:
             idx, h = sampler(s["scale"], out["logits"][:, -n:], codebook)

@@ -27,7 +27,7 @@ from ..errors import DepthartError
 from ..preprocess import MAX_PIXELS, load_image, resize_depth, to_model_input
 from .integrity import verify_bundle
 from .manifest import SAMPLERS, load_codebook, load_manifest, manifest_sampler
-from .sampling import Expected, make_sampler
+from .sampling import in_step_graph, make_sampler
 
 
 @dataclasses.dataclass
@@ -135,7 +135,7 @@ class _Plan:
         pass it. The first scale always runs. Returns the number of scales run; the decoder decodes their f_hat.
         """
         backend = self.backend
-        mode = "expect" if self.in_graph_expect and type(sampler) is Expected else "argmax"
+        mode = "expect" if self.in_graph_expect and in_step_graph(sampler) else "argmax"
         if mode == "expect":
             sampler = None  # the step graph ran it: tokens are its argmax, h_expect feeds next_k
         scales = self.scales[mode]

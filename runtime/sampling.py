@@ -34,6 +34,12 @@ def filter_top_k_top_p(logits: np.ndarray, top_k: int = 0, top_p: float = 0.0) -
     return out
 
 
+def in_step_graph(sampler) -> bool:
+    """Whether `sampler` is the one exported step graphs compute themselves (output `h_expect`): `Expected`
+    exactly (a subclass may change the math, so it runs on the host)."""
+    return type(sampler) is Expected
+
+
 class Expected:
     """sum_v softmax(logits)_v codebook_v enters f_hat; indices are the argmax (depthart.sampling.Expected)."""
 
