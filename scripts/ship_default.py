@@ -26,7 +26,8 @@ from depthart.evaluation.runner import checkpoint_hash
 
 LIMIT_MB = 25.0
 RUNS = {"tf": "var", "tf2": "var", "da": "depthart", "tflong": "var", "tfcode": "var", "tfcode2": "var",
-        "dacode": "depthart", "tfcode3": "var", "tfaux": "var"}  # run folder -> training method of its last stage
+        "dacode": "depthart", "tfcode3": "var", "tfaux": "var",
+        "tfcode4": "var"}  # run folder -> training method of its last stage
 
 
 def main() -> None:
@@ -60,14 +61,16 @@ def main() -> None:
     if size_mb > LIMIT_MB:
         sys.exit(f"{DEFAULT_CHECKPOINT} is {size_mb:.1f} MB, over the {LIMIT_MB} MB limit")
     half = load_checkpoint(DEFAULT_CHECKPOINT)
-    img = torch.rand(4, 3, model.cfg.image_size, model.cfg.image_size) * 2 - 1
+    gen = torch.Generator().manual_seed(0)
+    img = torch.rand(4, 3, model.cfg.image_size, model.cfg.image_size, generator=gen) * 2 - 1
     with torch.no_grad():
         a, b = model.predict_normalized(img), half.predict_normalized(img)
     others = ", ".join(f"{r}/{sm} {v['scores']['model']['abs_rel']:.4f}" for (r, sm), v in sorted(found.items())
                        if (r, sm) != best)
     print(f"shipped {best[0]} with {best[1]} (AbsRel {s['model']['abs_rel']:.4f}, delta1 {s['model']['delta1']:.4f}; "
           f"others: {others}) -> {DEFAULT_CHECKPOINT}, {size_mb:.1f} MB; fp16 vs fp32 depth max abs diff "
-          f"{(a - b).abs().max().item():.2e}")
+          f"{(a - b).abs().max().item():.2e} (mean {(a - b).abs().mean().item():.1e}; a token that flips between the two "
+          "on these noise images moves the max)")
 
 
 if __name__ == "__main__":
