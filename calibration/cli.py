@@ -32,7 +32,7 @@ import click
 @click.option("--int8-format", type=click.Choice(["s8s8", "u8s8"]), default="s8s8", show_default=True,
               help="int8: s8s8 = symmetric int8 activations (TensorRT, any provider); u8s8 = uint8 activations, "
                    "onnxruntime's CPU provider only, where its int8 kernels are fast; its default plan quantises the "
-                   "decoder and the step graph (docs/precision.md).")
+                   "prefix (but its latent stage), the step graph and the decoder (docs/precision.md).")
 @click.option("--plan", "plan_items", multiple=True, metavar="GRAPH=PRECISION",
               help="Per-graph precision instead of the default plan, repeatable: e.g. --plan decoder=int8 "
                    "--plan step=fp32 (graphs: prefix, step, next_* or next_K, decoder; fp32, fp16 or int8).")
@@ -94,7 +94,9 @@ def format_report(r: dict) -> str:
     for name, row in r["metrics"].items():
         lines.append(f"{name} ({row['images']} images): AbsRel fp32 {row['fp32']['abs_rel']:.4f} -> "
                      f"{r['precision']} {row['test']['abs_rel']:.4f} ({row['abs_rel_rel_change']:.2%}), delta1 "
-                     f"{row['fp32']['delta1']:.4f} -> {row['test']['delta1']:.4f}")
+                     f"{row['fp32']['delta1']:.4f} -> {row['test']['delta1']:.4f}"
+                     + (f"; per image |AbsRel change| {row['abs_rel_scene_change']:.2%} of fp32's"
+                        if "abs_rel_scene_change" in row else ""))
     for s in r["skipped"]:
         lines.append(f"skipped {s}")
     return "\n".join(lines)

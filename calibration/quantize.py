@@ -54,10 +54,11 @@ DEFAULT_PLANS = {
     # shipped default's first depth token on ~3 % of scenes (AbsRel change 2.7 % on 64 scenes, 0.08 % with the
     # prefix in fp32: docs/precision.md)
     "fp16": {"*": "fp16", "prefix": "fp32"},
-    # onnxruntime CPU (u8s8): the decoder's convolutions gain 2.3x, the step graph's 1.4x; on the session-8 default
-    # (expect) both together cost 1.23 % AbsRel (128 scenes) once the decoder's output stage stays fp32 (role
-    # `output_stage`; 3.1 % without it); the prefix's int8 noise flips image tokens (9 %): docs/precision.md
-    "int8-u8s8": {"prefix": "fp32", "decoder": "int8", "next_*": "fp32", "step": "int8"},
+    # onnxruntime CPU (u8s8): the decoder's convolutions gain 2.3x, the step graph's 1.4x, the prefix's VQ encoder
+    # ~1.6x; on the session-8 default (expect) decoder + step cost 1.23 % AbsRel (128 scenes) once the decoder's
+    # output stage stays fp32 (role `output_stage`; 3.1 % without it); the prefix in int8 flipped image tokens (9 %)
+    # until its latent stage (last conv, quantiser, code search) stayed fp32 (role `latent_stage`): docs/precision.md
+    "int8-u8s8": {"prefix": "int8", "decoder": "int8", "next_*": "fp32", "step": "int8"},
 }
 
 
@@ -171,7 +172,7 @@ def convert_fp16(model, keep_ops=FP16_KEEP_OPS, keep_nodes=()):
 
 
 # int8 roles kept in fp32 by default (`int8_exclusions`); "output_stage" joined on 2026-12-01 (docs/precision.md)
-INT8_ROLES = ("attention", "head", "output_stage")
+INT8_ROLES = ("attention", "head", "output_stage", "latent_stage")
 DEFAULT_INT8_EXCLUDE = INT8_ROLES
 _CACHE_KEY_EXCLUDE = ("attention", "head")  # the exclusions that calibration keys made before 2026-12-01 leave unnamed
 
@@ -206,7 +207,24 @@ def _constant_nodes(model, inits: set) -> list[str]:
     return names
 
 
-def int8_exclusions(model, exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE) -> list[str]:
+def _latent_stage(model, channels: int) -> list[str]:
+    """MatMul/Gemm/Conv nodes from the conv that narrows wider features to the VQ-VAE latent's `channels` (the
+    encoder's last conv) onward: the quant conv, the residual quantiser's convs, the scale interpolations and the
+    nearest-code searches. The decoder's first conv reads the latent (no wider input): it starts no stage."""
+    inits = {i.name: i for i in model.graph.initializer}
+    reached, names = set(), []
+    for n in model.graph.node:  # topological order
+        w = inits.get(n.input[1]) if n.op_type == "Conv" and len(n.input) > 1 else None
+        start = w is not None and len(w.dims) == 4 and w.dims[0] == channels and w.dims[1] > channels
+        if start or any(i in reached for i in n.input):
+            reached.update(n.output)
+            if n.op_type in INT8_OP_TYPES:
+                names.append(n.name)
+    return names
+
+
+def int8_exclusions(model, exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE,
+                    latent_channels: int | None = None) -> list[str]:
     """Node names of an fp32 graph to keep out of int8, by role.
 
     Roles: "attention" = MatMuls whose inputs are both activations (q @ k^T and attn @ v: their
@@ -215,7 +233,10 @@ def int8_exclusions(model, exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE) -> l
     expected code vectors (`h_expect`), "output_stage" = the convolutions at
     the spatial size of a 4-D output (the decoder's last, full-resolution stage, whose error is the depth
     map's: in int8 it cost the shipped default 2.3 % AbsRel, kept in fp32 0.8 %; graphs without a 4-D
-    output have none). Node names pass through unchanged.
+    output have none), "latent_stage" = the image prefix's VQ encoder from its last conv (features -> the
+    `latent_channels`-channel latent) onward, with the residual quantiser and its nearest-code searches (int8
+    noise there picks other image tokens; needs `latent_channels`; the other graphs have none). Node names pass
+    through unchanged.
 
     Whatever the roles, MatMul/Gemm/Conv nodes that depend on no graph input (e.g. the step graph's AdaLN
     modulation of the constant condition) are never quantised: in fp32 onnxruntime folds them into constants at
@@ -226,6 +247,8 @@ def int8_exclusions(model, exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE) -> l
     names = _constant_nodes(model, inits)
     if "output_stage" in exclude:
         names += _output_stage(model, producer)
+    if "latent_stage" in exclude and latent_channels:
+        names += [n for n in _latent_stage(model, latent_channels) if n not in names]
     if "attention" in exclude:
         names += [n.name for n in model.graph.node
                   if n.op_type == "MatMul" and not any(i in inits for i in n.input)]
@@ -242,7 +265,7 @@ def int8_exclusions(model, exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE) -> l
 
 def quantize_int8(src_path, dst_path, feeds: list[dict] | None, *, method: str = "minmax", cache_path=None,
                   exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE, percentile: float = 99.999,
-                  int8_format: str = "s8s8") -> dict:
+                  int8_format: str = "s8s8", graph: str | None = None, latent_channels: int | None = None) -> dict:
     """onnxruntime static QDQ quantisation of one graph (int8 per-channel weights; activations per `int8_format`).
 
     Args:
@@ -251,8 +274,11 @@ def quantize_int8(src_path, dst_path, feeds: list[dict] | None, *, method: str =
         feeds: the graph's recorded feed dicts; may be None when `cache_path` holds the ranges.
         method: "minmax", "entropy" or "percentile".
         cache_path: an onnxruntime calibration table (JSON); read if it exists, else written.
-        exclude: roles or node names kept in fp32 (`int8_exclusions`).
+        exclude: roles or node names kept in fp32 (`int8_exclusions`); a name written "GRAPH:NODE" applies only
+            to the graph called GRAPH (node names repeat across graphs: both VQ-VAE graphs have `node_conv2d_3`).
         percentile: for method "percentile".
+        graph: the graph's name in its bundle (for "GRAPH:NODE" exclusions).
+        latent_channels: the VQ-VAE latent's channels (role "latent_stage").
         int8_format: "s8s8" (symmetric int8 activations: TensorRT) or "u8s8" (asymmetric uint8: onnxruntime CPU).
 
     Returns:
@@ -268,7 +294,9 @@ def quantize_int8(src_path, dst_path, feeds: list[dict] | None, *, method: str =
     u8 = int8_format == "u8s8"
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
-    excluded = int8_exclusions(onnx.load(os.fspath(src_path), load_external_data=False), tuple(exclude))
+    exclude = tuple(e.split(":", 1)[1] if ":" in e else e for e in exclude
+                    if ":" not in e or e.split(":", 1)[0] == graph)
+    excluded = int8_exclusions(onnx.load(os.fspath(src_path), load_external_data=False), exclude, latent_channels)
     hit = cache_path is not None and os.path.isfile(cache_path)
     if not hit and not feeds:
         raise ValueError(f"{src_path}: no calibration feeds and no cached ranges")
@@ -409,7 +437,7 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
             elif p == "int8":
                 r = quantize_int8(os.path.join(src, g["file"]), path, feeds.get(name) if feeds else None,
                                   method=method, cache_path=tables[name], exclude=int8_exclude,
-                                  int8_format=int8_format)
+                                  int8_format=int8_format, graph=name, latent_channels=m["model"].get("cvae"))
                 choice["fp32_nodes"] = r["excluded_nodes"]
                 choice["fp32_roles"] = [e for e in int8_exclude if e in INT8_ROLES]
             ops = check_precision_graph(path)

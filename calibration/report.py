@@ -67,7 +67,7 @@ def accuracy_report(fp32_bundle, test_bundle, num_procedural: int = 8, middlebur
     Returns:
         {"precision", "sampler", "images", "per_scale": [{scale, patch, token_agreement, logits_max_abs,
         logits_rel_rms}], "depth": {max_abs, mean_abs}, "metrics": {set: {"fp32": {abs_rel, delta1},
-        "test": {...}, "abs_rel_rel_change"}}, "target": {abs_rel_rel_change_max, passed}, "skipped": [...]}
+        "test": {...}, "abs_rel_rel_change", "abs_rel_scene_change"}}, "target": {abs_rel_rel_change_max, passed}, "skipped": [...]}
     """
     from depthart.config import ModelConfig
     from depthart.export.loop import run_loop
@@ -124,6 +124,10 @@ def accuracy_report(fp32_bundle, test_bundle, num_procedural: int = 8, middlebur
         row = {tag: {k: float(np.mean([x[k] for x in v])) for k in ("abs_rel", "delta1")} for tag, v in d.items()}
         row["images"] = len(d["fp32"])
         row["abs_rel_rel_change"] = abs(row["test"]["abs_rel"] - row["fp32"]["abs_rel"]) / row["fp32"]["abs_rel"]
+        # the budget's figure above compares means, so changes that go both ways cancel; this one does not: the mean
+        # per-image |AbsRel change| over the mean fp32 AbsRel (how much individual maps move; reported, not judged)
+        row["abs_rel_scene_change"] = float(np.mean([abs(t["abs_rel"] - f["abs_rel"]) for f, t in
+                                                     zip(d["fp32"], d["test"])])) / row["fp32"]["abs_rel"]
         metrics[set_name] = row
     precision = tm["precision"]
     limit = TARGETS.get(precision)

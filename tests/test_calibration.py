@@ -164,7 +164,9 @@ def test_accuracy_report_has_its_keys(tiny_bundle, precision_bundles):
     for s in r["per_scale"]:
         assert 0.0 <= s["token_agreement"] <= 1.0 and np.isfinite(s["logits_max_abs"])
     row = r["metrics"]["procedural"]
-    assert set(row) >= {"fp32", "test", "abs_rel_rel_change", "images"}
+    assert set(row) >= {"fp32", "test", "abs_rel_rel_change", "abs_rel_scene_change", "images"}
+    # per image changes cannot cancel: never below the change of the means
+    assert row["abs_rel_scene_change"] >= row["abs_rel_rel_change"] - 1e-12
     assert set(row["fp32"]) == {"abs_rel", "delta1"}
     assert r["target"]["abs_rel_rel_change_max"] == 0.02 and isinstance(r["target"]["passed"], bool)
     assert r["sampler"] == "greedy"
@@ -262,7 +264,7 @@ def test_calibrate_command_writes_bundle_and_report(tiny_bundle, precision_bundl
 
 
 def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path):
-    """--int8-format u8s8 (default plan): the decoder and the step graph are quantised, with uint8
+    """--int8-format u8s8 (default plan): the prefix, the decoder and the step graph are quantised, with uint8
     activations (asymmetric: zero points not all 0) and int8 weights; it runs near fp32; s8s8 and u8s8 ranges
     are cached under different keys; a plan naming no graph is refused."""
     from click.testing import CliRunner
@@ -273,11 +275,11 @@ def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path)
     out = tmp_path / "u8"
     r = CliRunner().invoke(calibrate_cmd, [str(tiny_bundle["dir"]), "--precision", "int8", "-o", str(out),
                                            "--num-calib", "2", "--cache-dir", str(precision_bundles["cache"]),
-                                           "--int8-format", "u8s8"])  # its default plan: decoder + step
+                                           "--int8-format", "u8s8"])  # its default plan: prefix + decoder + step
     assert r.exit_code == 0, r.output
     m = read_manifest(out)
     assert {g: c["precision"] for g, c in m["precision_plan"].items() if c["precision"] != "fp32"} == \
-        {"decoder": "int8", "step": "int8"}
+        {"prefix": "int8", "decoder": "int8", "step": "int8"}
     assert m["calibration"]["int8_format"] == "u8s8" and m["calibration"]["activations"].startswith("uint8")
     assert m["calibration"]["key"] != read_manifest(precision_bundles["int8"])["calibration"]["key"]
     dec = onnx.load(str(out / m["graphs"]["decoder"]["file"]))
@@ -306,7 +308,37 @@ def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path)
     assert int8_exclusions(step_src, ("output_stage",)) == int8_exclusions(step_src, ())
     step = onnx.load(str(out / m["graphs"]["step"]["file"]))
     assert any(n.op_type == "QuantizeLinear" for n in step.graph.node)
-    assert (out / "prefix.onnx").read_bytes() == (tiny_bundle["dir"] / "prefix.onnx").read_bytes()
+    # the prefix's latent stage (role "latent_stage": the conv that narrows to the latent, the quantiser and its
+    # code searches) stays fp32, the encoder's convolutions before it are int8
+    pre_src = onnx.load(str(tiny_bundle["dir"] / "prefix.onnx"))
+    cvae = m["model"]["cvae"]
+    latent = int8_exclusions(pre_src, ("latent_stage",), latent_channels=cvae)
+    assert set(int8_exclusions(src, ("latent_stage",), latent_channels=cvae)) == set(int8_exclusions(src, ())), \
+        "the decoder has no latent stage"
+    pre_convs = [n for n in pre_src.graph.node if n.op_type == "Conv"]
+    ops = [n.name for n in pre_src.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")]
+    first = min(ops.index(n) for n in latent)  # everything from the encoder's last conv on
+    assert set(ops[first:]) <= set(latent) and pre_convs[-1].name in latent and pre_convs[0].name not in latent
+    assert set(latent) <= set(m["precision_plan"]["prefix"]["fp32_nodes"])
+    pre = onnx.load(str(out / "prefix.onnx"))
+    pre_inits = {i.name for i in pre.graph.initializer}
+    pre_producer = {o: n for n in pre.graph.node for o in n.output}
+    dq = {n.name for n in pre.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")
+          and getattr(pre_producer.get(n.input[1]), "op_type", None) == "DequantizeLinear"}  # int8 weights
+    assert dq and not dq & set(latent), "a latent-stage node was quantised"
+    assert all(n.input[1] in pre_inits for n in pre.graph.node if n.name in latent and n.op_type == "Conv")
+    assert any(n.op_type == "Conv" for n in pre.graph.node if n.name in dq)
+    # node names repeat across graphs; "GRAPH:NODE" keeps a node fp32 in that graph only
+    from depthart.calibration.quantize import DEFAULT_INT8_EXCLUDE, make_precision_bundle
+
+    quantised_pre = {n for n in dq if n.startswith("node_conv")}
+    both = sorted(quantised_pre & {n.name for n in convs if n.name not in stage})
+    assert both, "no conv name shared by the prefix and the decoder"
+    q = make_precision_bundle(tiny_bundle["dir"], tmp_path / "named", "int8", num_calib=2, plan={"step": "fp32"},
+                              cache_dir=precision_bundles["cache"], int8_format="u8s8",
+                              int8_exclude=DEFAULT_INT8_EXCLUDE + (f"decoder:{both[0]}",))
+    assert both[0] in q["precision_plan"]["decoder"]["fp32_nodes"]
+    assert both[0] not in q["precision_plan"]["prefix"]["fp32_nodes"]
     img = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
     ref = DepthRuntime(tiny_bundle["dir"]).predict(img)
     got = DepthRuntime(out).predict(img)
@@ -319,7 +351,7 @@ def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path)
     from depthart.calibration.quantize import graph_plan
 
     plan = graph_plan(m, "int8", {"step": "fp32"}, "u8s8")
-    assert plan["step"] == "fp32" and plan["decoder"] == "int8" and plan["prefix"] == "fp32"
+    assert plan["step"] == "fp32" and plan["decoder"] == "int8" and plan["prefix"] == "int8"
     assert graph_plan(m, "int8")["decoder"] == "fp32" and graph_plan(m, "int8")["step"] == "int8"  # s8s8: TensorRT's
     fp16 = graph_plan(m, "fp16")  # the prefix's nearest-code search stays fp32 (image tokens flip in fp16)
     assert fp16["prefix"] == "fp32" and fp16["step"] == "fp16" and fp16["decoder"] == "fp16"
