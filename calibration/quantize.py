@@ -55,9 +55,10 @@ DEFAULT_PLANS = {
     # prefix in fp32: docs/precision.md)
     "fp16": {"*": "fp16", "prefix": "fp32"},
     # onnxruntime CPU (u8s8): the decoder's convolutions gain 2.3x, the step graph's 1.4x, the prefix's VQ encoder
-    # ~1.6x; on the session-8 default (expect) decoder + step cost 1.23 % AbsRel (128 scenes) once the decoder's
-    # output stage stays fp32 (role `output_stage`; 3.1 % without it); the prefix in int8 flipped image tokens (9 %)
-    # until its latent stage (last conv, quantiser, code search) stayed fp32 (role `latent_stage`): docs/precision.md
+    # ~1.9x; decoder + step cost 1.23 % AbsRel (session-8 default, expect, 128 scenes) once the decoder's output
+    # stage stays fp32 (role `output_stage`; 3.1 % without it); with the prefix too, its latent stage (last conv,
+    # quantiser, code searches; role `latent_stage`) fp32, 1.33 % on the session-10 default (192 scenes; the whole
+    # prefix in int8 cost the session-8 default 6 %): docs/precision.md
     "int8-u8s8": {"prefix": "int8", "decoder": "int8", "next_*": "fp32", "step": "int8"},
 }
 
@@ -296,7 +297,12 @@ def quantize_int8(src_path, dst_path, feeds: list[dict] | None, *, method: str =
           "percentile": CalibrationMethod.Percentile}[method]
     exclude = tuple(e.split(":", 1)[1] if ":" in e else e for e in exclude
                     if ":" not in e or e.split(":", 1)[0] == graph)
-    excluded = int8_exclusions(onnx.load(os.fspath(src_path), load_external_data=False), exclude, latent_channels)
+    src_model = onnx.load(os.fspath(src_path), load_external_data=False)
+    excluded = int8_exclusions(src_model, exclude, latent_channels)
+    if graph == "prefix" and "latent_stage" in exclude and latent_channels and \
+            not _latent_stage(src_model, latent_channels):
+        raise ValueError(f"{src_path}: no conv narrows to the {latent_channels}-channel latent, so the prefix's code "
+                         "searches would be quantised; keep the prefix fp32 (--plan prefix=fp32)")
     hit = cache_path is not None and os.path.isfile(cache_path)
     if not hit and not feeds:
         raise ValueError(f"{src_path}: no calibration feeds and no cached ranges")
@@ -384,6 +390,10 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
     if m["precision"] != "fp32":
         raise DepthartError(f"{src} is a {m['precision']} bundle; make precision bundles from an fp32 bundle")
     graphs = graph_plan(m, precision, plan, int8_format)
+    scoped = sorted({e.split(":", 1)[0] for e in int8_exclude if ":" in e} - set(m["graphs"]))
+    if scoped:
+        raise ValueError(f"int8 exclusions name no graph of this bundle: {', '.join(scoped)} (GRAPH:NODE; its graphs: "
+                         f"{', '.join(m['graphs'])})")
     calib = None
     int8_graphs = [g for g, p in graphs.items() if p == "int8"]
     if int8_graphs:

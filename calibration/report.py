@@ -52,6 +52,22 @@ def held_out_samples(num_procedural: int = 8, size: int = 128, middlebury: bool 
     return out
 
 
+def set_row(fp32: list[dict], test: list[dict]) -> dict:
+    """One image set's row of the accuracy report from per-image metrics (dicts with abs_rel, delta1), in pairs.
+
+    abs_rel_rel_change (the budget's figure) compares the means, so changes that go both ways cancel;
+    abs_rel_scene_change does not: the mean per-image |AbsRel change| over the mean fp32 AbsRel (how much the
+    individual maps move; reported, not judged).
+    """
+    row = {tag: {k: float(np.mean([x[k] for x in v])) for k in ("abs_rel", "delta1")}
+           for tag, v in (("fp32", fp32), ("test", test))}
+    row["images"] = len(fp32)
+    row["abs_rel_rel_change"] = abs(row["test"]["abs_rel"] - row["fp32"]["abs_rel"]) / row["fp32"]["abs_rel"]
+    row["abs_rel_scene_change"] = float(np.mean([abs(t["abs_rel"] - f["abs_rel"]) for f, t in zip(fp32, test)])) \
+        / row["fp32"]["abs_rel"]
+    return row
+
+
 def accuracy_report(fp32_bundle, test_bundle, num_procedural: int = 8, middlebury: bool = True,
                     samples: list | None = None, progress=None) -> dict:
     """The accuracy of `test_bundle` (fp16/int8) against `fp32_bundle` on held-out images.
@@ -119,16 +135,7 @@ def accuracy_report(fp32_bundle, test_bundle, num_procedural: int = 8, middlebur
             mt = evaluate(pred, gt, valid, alignment="median_scale", depth_range=rng)
             per_set.setdefault(set_name, {}).setdefault(tag, []).append(mt)
         say(f"{sid}: depth max abs diff {float(diff.max()):.2e}")
-    metrics = {}
-    for set_name, d in per_set.items():
-        row = {tag: {k: float(np.mean([x[k] for x in v])) for k in ("abs_rel", "delta1")} for tag, v in d.items()}
-        row["images"] = len(d["fp32"])
-        row["abs_rel_rel_change"] = abs(row["test"]["abs_rel"] - row["fp32"]["abs_rel"]) / row["fp32"]["abs_rel"]
-        # the budget's figure above compares means, so changes that go both ways cancel; this one does not: the mean
-        # per-image |AbsRel change| over the mean fp32 AbsRel (how much individual maps move; reported, not judged)
-        row["abs_rel_scene_change"] = float(np.mean([abs(t["abs_rel"] - f["abs_rel"]) for f, t in
-                                                     zip(d["fp32"], d["test"])])) / row["fp32"]["abs_rel"]
-        metrics[set_name] = row
+    metrics = {set_name: set_row(d["fp32"], d["test"]) for set_name, d in per_set.items()}
     precision = tm["precision"]
     limit = TARGETS.get(precision)
     worst = max((r["abs_rel_rel_change"] for r in metrics.values()), default=0.0)
