@@ -2,8 +2,8 @@
 # The measurements that follow shipping a new default (scripts/ship_default.py): every figure the README,
 # docs/experiments.md, docs/precision.md and docs/benchmarks.md quote for the shipped model, each beside its
 # baselines, written under OUT. About 20 minutes on one core of the 2-core dev VM; stop other jobs for the bench.
-#   1. the shipped fp16 file on the 300 held-out procedural scenes (`expect` and greedy; prior map, constant,
-#      shuffled across scenes: scripts/diagnose_model.py),
+#   1. the shipped fp16 file on the 300 held-out procedural scenes (`expect` with prior map, constant, grey-image and
+#      shuffled baselines; greedy with shuffled: scripts/diagnose_model.py),
 #   2. Middlebury (one photo) under both protocols (constant baseline in the summary),
 #   3. export, then fp16 and u8s8 int8 bundles with their accuracy reports (192 held-out scenes + Middlebury),
 #   4. a one-thread bench: eager vs the fp32 and u8s8 bundles, interleaved.
@@ -16,9 +16,10 @@ RUNS=${RUNS:-20}
 CKPT=depthart/assets/default.safetensors
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT"
-for s in expect greedy; do
-  python scripts/diagnose_model.py "$CKPT" "$SCENES" --sampler $s --quick --json "$OUT/heldout_$s.json" | tee "$OUT/heldout_$s.txt"
-done
+python scripts/diagnose_model.py "$CKPT" "$SCENES" --sampler expect --prior-cache "$OUT/prior.npy" \
+  --json "$OUT/heldout_expect.json" | tee "$OUT/heldout_expect.txt"              # with every baseline
+python scripts/diagnose_model.py "$CKPT" "$SCENES" --sampler greedy --quick --json "$OUT/heldout_greedy.json" \
+  | tee "$OUT/heldout_greedy.txt"
 depthart eval -d middlebury -o "$OUT/middlebury_marigold" | tail -12
 depthart eval -d middlebury --protocol depthart -o "$OUT/middlebury_depthart" | tail -12
 depthart export -c "$CKPT" -o "$OUT/b32" --force
