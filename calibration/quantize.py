@@ -264,6 +264,12 @@ def int8_exclusions(model, exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE,
     return names
 
 
+def _scope(exclusion: str) -> tuple[str | None, str]:
+    """An int8 exclusion -> (graph, role or node name); graph None unless it is written "GRAPH:NODE"."""
+    graph, sep, name = exclusion.partition(":")
+    return (graph, name) if sep else (None, exclusion)
+
+
 def quantize_int8(src_path, dst_path, feeds: list[dict] | None, *, method: str = "minmax", cache_path=None,
                   exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE, percentile: float = 99.999,
                   int8_format: str = "s8s8", graph: str | None = None, latent_channels: int | None = None) -> dict:
@@ -295,8 +301,7 @@ def quantize_int8(src_path, dst_path, feeds: list[dict] | None, *, method: str =
     u8 = int8_format == "u8s8"
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
-    exclude = tuple(e.split(":", 1)[1] if ":" in e else e for e in exclude
-                    if ":" not in e or e.split(":", 1)[0] == graph)
+    exclude = tuple(name for g, name in map(_scope, exclude) if g is None or g == graph)
     src_model = onnx.load(os.fspath(src_path), load_external_data=False)
     excluded = int8_exclusions(src_model, exclude, latent_channels)
     if graph == "prefix" and "latent_stage" in exclude and latent_channels and \
@@ -390,7 +395,7 @@ def make_precision_bundle(fp32_bundle_dir, out_dir, precision: str, calib_images
     if m["precision"] != "fp32":
         raise DepthartError(f"{src} is a {m['precision']} bundle; make precision bundles from an fp32 bundle")
     graphs = graph_plan(m, precision, plan, int8_format)
-    scoped = sorted({e.split(":", 1)[0] for e in int8_exclude if ":" in e} - set(m["graphs"]))
+    scoped = sorted({g for g, _ in map(_scope, int8_exclude) if g is not None} - set(m["graphs"]))
     if scoped:
         raise ValueError(f"int8 exclusions name no graph of this bundle: {', '.join(scoped)} (GRAPH:NODE; its graphs: "
                          f"{', '.join(m['graphs'])})")
