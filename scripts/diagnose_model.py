@@ -1,6 +1,7 @@
 """Does a trained model use its image? Numbers for docs/experiments.md (issue 12's diagnosis).
 
     python scripts/diagnose_model.py CHECKPOINT [N_SCENES] [--sampler greedy|expect] [--json OUT.json] [--quick]
+                                     [--ceiling | --prefix-depth]
 
 On N held-out procedural scenes (seeds from 1e9, 64 px, the model's own resolution), prints
 - AbsRel / delta1 (median scale, valid 1e-3..200 m, `depthart.metrics.evaluate`) of the model, of
@@ -67,6 +68,19 @@ def vae_ceiling(model, scene) -> np.ndarray:
     return model.decode_depth(f_hat)[0, 0].numpy()
 
 
+@torch.no_grad()
+def prefix_as_depth(model, scene) -> np.ndarray:
+    """The image's own final quantised latent (the prefix's last scale) decoded as depth, no transformer:
+    what a VQ-VAE trained with `train-vqvae --image-to-depth` predicts by itself."""
+    from PIL import Image
+
+    from depthart.preprocess import to_model_input
+
+    x = torch.from_numpy(to_model_input(Image.fromarray(scene.rgb), model.cfg.image_size))[None]
+    f_hat = model.vae.quantize.tokenize(model.vae.encode(x))[1][-1]
+    return model.decode_depth(f_hat)[0, 0].numpy()
+
+
 class AttentionMass:
     """Wraps F.scaled_dot_product_attention to record, per call, the attention mass on positions < L."""
 
@@ -99,6 +113,8 @@ def main():
     ap.add_argument("--prior-cache", default=None, help="a .npy file to keep the prior map in between runs")
     ap.add_argument("--ceiling", action="store_true",
                     help="score the VQ-VAE's own reconstruction of the ground truth (every token right) instead")
+    ap.add_argument("--prefix-depth", action="store_true",
+                    help="score the image's own quantised latent decoded as depth (no transformer) instead")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = depthart.load(args.checkpoint).eval()
@@ -108,6 +124,8 @@ def main():
     sampler = make_sampler(args.sampler)
     if args.ceiling:
         preds = [vae_ceiling(model, s) for s in scenes]
+    elif args.prefix_depth:
+        preds = [prefix_as_depth(model, s) for s in scenes]
     else:
         preds = [model.predict(s.rgb, sampler) for s in scenes]
     grey = model.predict(np.full((size, size, 3), 128, np.uint8), sampler)

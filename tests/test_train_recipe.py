@@ -285,3 +285,49 @@ def test_init_vae_takes_only_the_vqvae(tmp_path):
         Trainer(TrainConfig(out_dir=str(tmp_path / "r2"), preset="tiny", init_vae=str(tmp_path / "other.safetensors")),
                 log=None)
     assert load_file(str(tmp_path / "vae.safetensors"))  # untouched
+
+
+def test_image_to_depth_trains_only_the_encoder_toward_the_depth_latents(tmp_path, scenes):
+    """train-vqvae --image-to-depth: an image's latent moves to its depth map's latent under the starting VQ-VAE,
+    the depth maps' latents stay near where it put them, and nothing but the encoder (and quant_conv) changes."""
+    from depthart.checkpoint import save_checkpoint
+    from depthart.errors import DepthartError
+
+    torch.manual_seed(3)
+    start = randomize_(DepthART(get_preset("tiny")))
+    save_checkpoint(start, tmp_path / "start.safetensors", {})
+    with pytest.raises(DepthartError, match="trained VQ-VAE to start from"):
+        TrainConfig(out_dir=str(tmp_path / "x"), method="vqvae", preset="tiny", image_to_depth=1.0)
+    with pytest.raises(DepthartError, match="method vqvae"):
+        TrainConfig(out_dir=str(tmp_path / "x"), method="var", init=str(tmp_path / "start.safetensors"),
+                    preset=None, image_to_depth=1.0)
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), method="vqvae", preset=None, init=str(tmp_path / "start.safetensors"),
+                      data=f"rendered:{scenes}", image_to_depth=1.0, depth_pin=4.0, lr=3e-3, batch_size=6, steps=40,
+                      save_every=40)
+    t = Trainer(cfg, log=None)
+    trained = {n for n, p in t.model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith(("vae.encoder.", "vae.quant_conv.")) for n in trained)
+    batch = next(iter(make_loader(RenderedDataset(scenes), 16, 6)))
+
+    def gaps(vae):
+        with torch.no_grad():
+            f_D = start.vae.encode(batch["depth"])
+            return (vae.encode(batch["image"]) - f_D).pow(2).mean().item(), (vae.encode(batch["depth"]) - f_D).pow(2).mean().item()
+
+    before_img, before_dep = gaps(t.model.vae)
+    assert before_dep == 0.0
+    t.fit()
+    after_img, after_dep = gaps(t.model.vae)
+    assert after_img < 0.5 * before_img, (before_img, after_img)
+    assert after_dep < 0.2 * before_img  # held near the start's depth latents
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert {"img_to_depth", "depth_pin"} <= set(rows[-1])
+    sd, s0 = t.model.state_dict(), start.state_dict()
+    for k, v in sd.items():
+        if not k.startswith(("vae.encoder.", "vae.quant_conv.")):
+            assert torch.equal(v, s0[k]), k
+    # resumes: the reference VQ-VAE comes from --init again, not from the run's trained weights
+    cfg2 = TrainConfig(**{**cfg.__dict__, "steps": 41})
+    r = Trainer(cfg2, resume=True, log=None)
+    for k, v in r.ref_vae.state_dict().items():
+        assert torch.equal(v, start.vae.state_dict()[k]), k

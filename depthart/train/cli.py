@@ -170,6 +170,12 @@ def train_cmd(method, **kw):
                  help="Re-initialise codes unused for N steps from batch residuals; 0 = never (default 100)."),
     click.option("--depth-weight", type=click.FloatRange(min=0), default=None,
                  help="Weight of the depth maps' reconstruction loss vs the images' (default 1)."),
+    click.option("--image-to-depth", type=click.FloatRange(min=0), default=None,
+                 help="W > 0: train only the encoder of the --init (or --init-vae) VQ-VAE so that an image's latent is "
+                      "its depth map's latent (W x MSE): the image prefix then carries depth. Off by default."),
+    click.option("--depth-pin", type=click.FloatRange(min=0), default=None,
+                 help="With --image-to-depth: weight of holding the depth maps' latents where the starting VQ-VAE "
+                      "put them, so the transformer's depth tokens keep their meaning (default 4)."),
 ])
 def train_vqvae_cmd(**kw):
     """Train the multi-scale VQ-VAE on RGB images and depth maps (for models with no VAR VQ-VAE).
@@ -179,6 +185,7 @@ def train_vqvae_cmd(**kw):
     \b
     Example:
       depthart train-vqvae --preset small --data synthetic -o runs/vae --steps 20000 --lr 2e-4
+      depthart train-vqvae --init model.safetensors --image-to-depth 1 --data rendered:runs/scenes64 -o runs/enc
     """
     cfg, resume = _config("vqvae", kw)
     _run(cfg, resume)

@@ -48,7 +48,7 @@ from ..config import get_preset
 from ..errors import DepthartError
 from ..fileio import atomic_path, atomic_write_bytes
 from .losses import depthart_loss, teacher_forcing_loss
-from .vqvae_train import CodeUsage, vqvae_loss
+from .vqvae_train import CodeUsage, image_to_depth_loss, vqvae_loss
 
 METHODS = ("depthart", "var", "vqvae")
 MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "model_ema.safetensors", "train_state.pt"
@@ -96,6 +96,11 @@ class TrainConfig:
     beta: float = 0.25
     dead_after: int = 100  # re-init codes unused for this many steps; 0 = never
     depth_weight: float = 1.0  # weight of the depth maps' reconstruction loss relative to the images'
+    # > 0: train only the encoder (and quant_conv) of a trained VQ-VAE (init / init_vae) so that an image's latent
+    # is its depth map's latent under that VQ-VAE (image_to_depth x MSE), the depth maps' own latents held where
+    # it put them (depth_pin x MSE): the image prefix then carries depth (vqvae_train.image_to_depth_loss)
+    image_to_depth: float = 0.0
+    depth_pin: float = 4.0
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -112,6 +117,13 @@ class TrainConfig:
             problems.append(f"prefix_aux must be >= 0, got {self.prefix_aux}")
         if self.depth_weight < 0:
             problems.append("depth_weight must be >= 0")
+        if self.image_to_depth < 0 or self.depth_pin < 0:
+            problems.append("image_to_depth and depth_pin must be >= 0")
+        if self.image_to_depth > 0 and self.method != "vqvae":
+            problems.append("image_to_depth trains the VQ-VAE's encoder: use it with method vqvae (train-vqvae)")
+        if self.image_to_depth > 0 and not (self.init or self.init_vae):
+            problems.append("image_to_depth needs a trained VQ-VAE to start from (init or init_vae): its depth "
+                            "latents are the targets")
         if self.lr_schedule not in ("step", "cosine"):
             problems.append(f"lr_schedule must be step or cosine, got {self.lr_schedule!r}")
         if self.warmup < 0 or not 0.0 <= self.lr_min_ratio <= 1.0:
@@ -211,14 +223,20 @@ class Trainer:
         self.source = source
         vae_only = cfg.method == "vqvae"
         self.model.requires_grad_(False)
-        self.params = [p for n, p in self.model.named_parameters() if n.startswith("vae.") == vae_only]
+        self.ref_vae = None
+        if cfg.image_to_depth > 0:  # the encoder alone; the starting VQ-VAE gives the depth latents
+            self.ref_vae = self._reference_vae()
+            self.params = [p for n, p in self.model.named_parameters() if n.startswith(("vae.encoder.", "vae.quant_conv."))]
+        else:
+            self.params = [p for n, p in self.model.named_parameters() if n.startswith("vae.") == vae_only]
         for p in self.params:
             p.requires_grad_(True)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                      weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg))
         self.ema = [p.detach().clone() for p in self.params] if cfg.ema > 0 else None
-        self.usage = CodeUsage(self.model_cfg.vocab_size, cfg.dead_after) if vae_only else None
+        # the codebook trains (and dead codes revive) only when the whole VQ-VAE does
+        self.usage = CodeUsage(self.model_cfg.vocab_size, cfg.dead_after) if vae_only and self.ref_vae is None else None
         self.step = 0
         self._rng = None  # RNG states to restore once the data iterator exists (resume)
         self.latents = None
@@ -244,6 +262,15 @@ class Trainer:
         if cfg.init_vae:
             self._load_vae(model, cfg.init_vae)
         return model
+
+    def _reference_vae(self):
+        """The VQ-VAE the run starts from (init / init_vae), frozen: image_to_depth's depth latents."""
+        model = self._build_init_model()
+        if self.cfg.init_vae:
+            self._load_vae(model, self.cfg.init_vae)
+        vae = model.vae.eval()
+        vae.requires_grad_(False)
+        return vae
 
     def _load_vae(self, model, path: str):
         """Copy the VQ-VAE weights of checkpoint `path` into `model` (its VQ-VAE shape must match)."""
@@ -314,6 +341,9 @@ class Trainer:
                 loss, metrics = teacher_forcing_loss(self.model, batch, cache_dtype=torch.bfloat16 if self.amp else None,
                                                      balance=cfg.scale_balance, soft_tau=cfg.soft_tau,
                                                      code_mse=cfg.code_mse, prefix_aux=cfg.prefix_aux)
+            elif self.ref_vae is not None:
+                loss, metrics = image_to_depth_loss(self.model.vae, self.ref_vae, batch["image"], batch["depth"],
+                                                    cfg.image_to_depth, cfg.depth_pin)
             else:
                 # the VQ-VAE codes both pyramids the transformer sees: RGB images and depth maps
                 x = torch.cat([batch["image"], batch["depth"]])
@@ -412,7 +442,8 @@ class Trainer:
         with open(os.path.join(self.cfg.out_dir, METRICS_FILE), "a") as f:
             f.write(json.dumps(row) + "\n")
         if self.log:
-            extra = "".join(f"  {k} {metrics[k]:.4f}" for k in ("ce", "mse", "rec", "vq") if k in metrics)
+            extra = "".join(f"  {k} {metrics[k]:.4f}" for k in ("ce", "mse", "rec", "vq", "img_to_depth", "depth_pin")
+                        if k in metrics)
             self.log(f"step {self.step}/{steps}  loss {metrics['loss']:.4f}{extra}  lr {metrics['lr']:.2e}  "
                      f"{metrics['it_s']:.2f} it/s")
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from ..resize import resize
 
 BETA = 0.25  # VAR's commitment weight
+PIN_FRACTION = 0.25  # image_to_depth_loss: the share of each batch whose depth latents are held
 
 
 def vqvae_loss(vae, x_B3HW: torch.Tensor, recon: str = "l1", beta: float = BETA, sample_weight=None):
@@ -90,3 +91,28 @@ class CodeUsage:
     def load_state_dict(self, state):
         self.last_used = state["last_used"].clone()
         self.dead_after = state["dead_after"]
+
+
+def image_to_depth_loss(vae, ref, image_B3HW: torch.Tensor, depth_B3HW: torch.Tensor, weight: float, pin: float):
+    """The image side of a trained VQ-VAE taught to see depth (`depthart train-vqvae --image-to-depth`).
+
+    The transformer reads an image only through the VQ-VAE's latent pyramid of it, and a 4-block
+    transformer learns the image-to-layout map slowly (docs/experiments.md); the encoder is a CNN
+    that can. With `ref` the frozen VQ-VAE the run started from and f_D = ref.encode(depth):
+    loss = weight * MSE(encode(image), f_D) + pin * MSE(encode(depth), f_D): an image's latent is
+    regressed onto its depth map's latent, and the depth maps' own latents (hence their tokens and
+    the transformer's vocabulary) are held where `ref` put them, on the first quarter of the batch
+    (PIN_FRACTION: the encoder's convolutions are most of the step). Only the encoder is meant to train.
+    Returns (loss, metrics).
+    """
+    with torch.no_grad():
+        f_D = ref.encode(depth_B3HW).float()
+    img = F.mse_loss(vae.encode(image_B3HW).float(), f_D)
+    loss, metrics = weight * img, {"img_to_depth": img.item()}
+    if pin > 0:
+        n = max(1, round(len(depth_B3HW) * PIN_FRACTION))
+        held = F.mse_loss(vae.encode(depth_B3HW[:n]).float(), f_D[:n])
+        loss = loss + pin * held
+        metrics["depth_pin"] = held.item()
+    metrics["loss"] = loss.item()
+    return loss, metrics
