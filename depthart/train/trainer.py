@@ -265,10 +265,7 @@ class Trainer:
 
     def _reference_vae(self):
         """The VQ-VAE the run starts from (init / init_vae), frozen: image_to_depth's depth latents."""
-        model = self._build_init_model()
-        if self.cfg.init_vae:
-            self._load_vae(model, self.cfg.init_vae)
-        vae = model.vae.eval()
+        vae = self._build_model(resume=False).vae.eval()
         vae.requires_grad_(False)
         return vae
 
