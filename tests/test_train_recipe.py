@@ -331,3 +331,53 @@ def test_image_to_depth_trains_only_the_encoder_toward_the_depth_latents(tmp_pat
     r = Trainer(cfg2, resume=True, log=None)
     for k, v in r.ref_vae.state_dict().items():
         assert torch.equal(v, start.vae.state_dict()[k]), k
+
+
+def test_silog_loss_is_zero_for_the_target_blind_to_scale_and_to_invalid_pixels():
+    from depthart.train.vqvae_train import silog_loss
+
+    g = torch.Generator().manual_seed(0)
+    p, t = torch.rand(3, 8, 8, generator=g) + 0.05, torch.rand(3, 8, 8, generator=g) + 0.05
+    assert silog_loss(t, t).item() == pytest.approx(0.0, abs=1e-7)
+    assert silog_loss(p, t).item() > 0.01
+    torch.testing.assert_close(silog_loss(3.0 * p, t, lam=1.0), silog_loss(p, t, lam=1.0))
+    valid = torch.rand(3, 8, 8, generator=g) > 0.3
+    q = torch.where(valid, p, torch.full_like(p, 50.0))  # wild values where nothing is valid
+    torch.testing.assert_close(silog_loss(q, t, valid), silog_loss(p, t, valid))
+    assert not torch.allclose(silog_loss(q, t), silog_loss(p, t))
+
+
+def test_depth_silog_teaches_the_encoder_through_the_frozen_decoder(tmp_path, scenes):
+    """train-vqvae --image-to-depth W --depth-silog S: the depth that the frozen decoder makes of an image's
+    latent moves toward the target in log space; decoder and codebook stay as they were."""
+    from depthart.checkpoint import save_checkpoint
+    from depthart.errors import DepthartError
+    from depthart.train.vqvae_train import silog_loss
+
+    torch.manual_seed(4)
+    start = randomize_(DepthART(get_preset("tiny")))
+    save_checkpoint(start, tmp_path / "start.safetensors", {})
+    with pytest.raises(DepthartError, match="image_to_depth > 0 as well"):
+        TrainConfig(out_dir=str(tmp_path / "x"), method="vqvae", preset=None, init=str(tmp_path / "start.safetensors"),
+                    depth_silog=1.0)
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), method="vqvae", preset=None, init=str(tmp_path / "start.safetensors"),
+                      data=f"rendered:{scenes}", image_to_depth=0.1, depth_silog=1.0, depth_pin=1.0, lr=3e-3,
+                      batch_size=6, steps=40, save_every=40)
+    t = Trainer(cfg, log=None)
+    batch = next(iter(make_loader(RenderedDataset(scenes), 16, 6)))
+
+    def decoded_silog(vae):
+        with torch.no_grad():
+            pred = (vae.decoder(vae.post_quant_conv(vae.encode(batch["image"]))) + 1).mean(1) / 2
+            return silog_loss(pred, (batch["depth"][:, 0] + 1) / 2, batch["valid"]).item()
+
+    before = decoded_silog(t.model.vae)
+    t.fit()
+    after = decoded_silog(t.model.vae)
+    assert after < 0.5 * before, (before, after)
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert {"img_to_depth", "depth_silog", "depth_pin"} <= set(rows[-1])
+    sd, s0 = t.model.state_dict(), start.state_dict()
+    for k, v in sd.items():
+        if not k.startswith(("vae.encoder.", "vae.quant_conv.")):
+            assert torch.equal(v, s0[k]), k

@@ -176,6 +176,10 @@ def train_cmd(method, **kw):
     click.option("--depth-pin", type=click.FloatRange(min=0), default=None,
                  help="With --image-to-depth: weight of holding the depth maps' latents where the starting VQ-VAE "
                       "put them, so the transformer's depth tokens keep their meaning (default 4)."),
+    click.option("--depth-silog", type=click.FloatRange(min=0), default=None,
+                 help="With --image-to-depth: weight of a scale-invariant log loss on the depth that the frozen decoder "
+                      "makes of the image's latent (relative errors near and far count alike, as AbsRel counts them; "
+                      "about twice the step time). Default 0."),
 ])
 def train_vqvae_cmd(**kw):
     """Train the multi-scale VQ-VAE on RGB images and depth maps (for models with no VAR VQ-VAE).

@@ -101,6 +101,8 @@ class TrainConfig:
     # it put them (depth_pin x MSE): the image prefix then carries depth (vqvae_train.image_to_depth_loss)
     image_to_depth: float = 0.0
     depth_pin: float = 4.0
+    # with image_to_depth: weight of a scale-invariant log loss on the depth the frozen decoder makes of the image's latent
+    depth_silog: float = 0.0
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -119,6 +121,10 @@ class TrainConfig:
             problems.append("depth_weight must be >= 0")
         if self.image_to_depth < 0 or self.depth_pin < 0:
             problems.append("image_to_depth and depth_pin must be >= 0")
+        if self.depth_silog < 0:
+            problems.append("depth_silog must be >= 0")
+        if self.depth_silog > 0 and not self.image_to_depth > 0:
+            problems.append("depth_silog is part of image_to_depth training: set image_to_depth > 0 as well")
         if self.image_to_depth > 0 and self.method != "vqvae":
             problems.append("image_to_depth trains the VQ-VAE's encoder: use it with method vqvae (train-vqvae)")
         if self.image_to_depth > 0 and not (self.init or self.init_vae):
@@ -340,7 +346,8 @@ class Trainer:
                                                      code_mse=cfg.code_mse, prefix_aux=cfg.prefix_aux)
             elif self.ref_vae is not None:
                 loss, metrics = image_to_depth_loss(self.model.vae, self.ref_vae, batch["image"], batch["depth"],
-                                                    cfg.image_to_depth, cfg.depth_pin)
+                                                    cfg.image_to_depth, cfg.depth_pin, cfg.depth_silog,
+                                                    batch.get("valid"))
             else:
                 # the VQ-VAE codes both pyramids the transformer sees: RGB images and depth maps
                 x = torch.cat([batch["image"], batch["depth"]])
@@ -439,7 +446,7 @@ class Trainer:
         with open(os.path.join(self.cfg.out_dir, METRICS_FILE), "a") as f:
             f.write(json.dumps(row) + "\n")
         if self.log:
-            extra = "".join(f"  {k} {metrics[k]:.4f}" for k in ("ce", "mse", "rec", "vq", "img_to_depth", "depth_pin")
+            extra = "".join(f"  {k} {metrics[k]:.4f}" for k in ("ce", "mse", "rec", "vq", "img_to_depth", "depth_silog", "depth_pin")
                         if k in metrics)
             self.log(f"step {self.step}/{steps}  loss {metrics['loss']:.4f}{extra}  lr {metrics['lr']:.2e}  "
                      f"{metrics['it_s']:.2f} it/s")

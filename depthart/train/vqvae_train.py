@@ -93,7 +93,20 @@ class CodeUsage:
         self.dead_after = state["dead_after"]
 
 
-def image_to_depth_loss(vae, ref, image_B3HW: torch.Tensor, depth_B3HW: torch.Tensor, weight: float, pin: float):
+def silog_loss(pred_BHW: torch.Tensor, target_BHW: torch.Tensor, valid_BHW: torch.Tensor | None = None,
+               lam: float = 0.85, floor: float = 1e-3) -> torch.Tensor:
+    """Scale-invariant log loss (Eigen et al.), mean over the batch: with e = log p - log t on the valid
+    pixels of each map, mean(e^2) - lam * mean(e)^2. Both maps are relative depth, floored at `floor`
+    (depth_target's 0..1 range): a relative error costs the same near and far, as AbsRel counts it."""
+    e = torch.log(pred_BHW.clamp(min=floor)) - torch.log(target_BHW.clamp(min=floor))
+    v = torch.ones_like(e) if valid_BHW is None else valid_BHW.to(e.dtype)
+    n = v.sum((1, 2)).clamp(min=1)
+    m1, m2 = (e * v).sum((1, 2)) / n, (e * e * v).sum((1, 2)) / n
+    return (m2 - lam * m1 * m1).mean()
+
+
+def image_to_depth_loss(vae, ref, image_B3HW: torch.Tensor, depth_B3HW: torch.Tensor, weight: float, pin: float,
+                        silog: float = 0.0, valid_BHW: torch.Tensor | None = None):
     """The image side of a trained VQ-VAE taught to see depth (`depthart train-vqvae --image-to-depth`).
 
     The transformer reads an image only through the VQ-VAE's latent pyramid of it, and a 4-block
@@ -102,13 +115,22 @@ def image_to_depth_loss(vae, ref, image_B3HW: torch.Tensor, depth_B3HW: torch.Te
     loss = weight * MSE(encode(image), f_D) + pin * MSE(encode(depth), f_D): an image's latent is
     regressed onto its depth map's latent, and the depth maps' own latents (hence their tokens and
     the transformer's vocabulary) are held where `ref` put them, on the first quarter of the batch
-    (PIN_FRACTION: the encoder's convolutions are most of the step). Only the encoder is meant to train.
-    Returns (loss, metrics).
+    (PIN_FRACTION: the encoder's convolutions are most of the step). With silog > 0 (`--depth-silog`)
+    it adds silog x `silog_loss` of the depth that the (frozen) decoder makes of the image's latent
+    against the target, on the valid pixels: the latent MSE treats an error near and far alike, the
+    metric (AbsRel) does not. Only the encoder is meant to train. Returns (loss, metrics).
     """
     with torch.no_grad():
         f_D = ref.encode(depth_B3HW).float()
-    img = F.mse_loss(vae.encode(image_B3HW).float(), f_D)
+    f_img = vae.encode(image_B3HW).float()
+    img = F.mse_loss(f_img, f_D)
     loss, metrics = weight * img, {"img_to_depth": img.item()}
+    if silog > 0:
+        # the decoder's unclamped output (decode() clamps, which would stop the gradient at the ends)
+        pred = (vae.decoder(vae.post_quant_conv(f_img)).float() + 1).mean(1) / 2
+        s = silog_loss(pred, (depth_B3HW[:, 0].float() + 1) / 2, valid_BHW)
+        loss = loss + silog * s
+        metrics["depth_silog"] = s.item()
     if pin > 0:
         n = max(1, round(len(depth_B3HW) * PIN_FRACTION))
         held = F.mse_loss(vae.encode(depth_B3HW[:n]).float(), f_D[:n])
