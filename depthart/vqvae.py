@@ -291,9 +291,11 @@ class VQVAE(nn.Module):
         """Image in [-1, 1] -> continuous latent f (B, cvae, last, last), not quantised."""
         return self.quant_conv(self.encoder(img_B3HW))
 
-    def decode(self, f_hat_BChw: torch.Tensor) -> torch.Tensor:
-        """Latent -> image in [-1, 1] (clamped)."""
-        return self.decoder(self.post_quant_conv(f_hat_BChw)).clamp(-1, 1)
+    def decode(self, f_hat_BChw: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Latent -> image in [-1, 1] (clamped; clamp=False: the raw output, for losses whose gradient must not
+        stop at the ends)."""
+        out = self.decoder(self.post_quant_conv(f_hat_BChw))
+        return out.clamp(-1, 1) if clamp else out
 
     def img_to_idx(self, img_B3HW: torch.Tensor) -> list[torch.Tensor]:
         return self.quantize.tokenize(self.encode(img_B3HW))[0]

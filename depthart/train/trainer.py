@@ -123,7 +123,7 @@ class TrainConfig:
             problems.append("image_to_depth and depth_pin must be >= 0")
         if self.depth_silog < 0:
             problems.append("depth_silog must be >= 0")
-        if self.depth_silog > 0 and not self.image_to_depth > 0:
+        if self.depth_silog > 0 and self.image_to_depth <= 0:
             problems.append("depth_silog is part of image_to_depth training: set image_to_depth > 0 as well")
         if self.image_to_depth > 0 and self.method != "vqvae":
             problems.append("image_to_depth trains the VQ-VAE's encoder: use it with method vqvae (train-vqvae)")

@@ -49,7 +49,7 @@ def vqvae_loss(vae, x_B3HW: torch.Tensor, recon: str = "l1", beta: float = BETA,
         vq = vq + F.mse_loss(f_hat, f_ng) + beta * F.mse_loss(f_hat.detach(), f)
     vq = vq / K
     f_st = f + (f_hat - f).detach()  # straight-through: values of f_hat, gradients to the encoder
-    out = vae.decoder(vae.post_quant_conv(f_st))
+    out = vae.decode(f_st, clamp=False)
     err = (out - x_B3HW).abs() if recon == "l1" else (out - x_B3HW) ** 2
     if sample_weight is None:
         rec = err.mean()
@@ -126,8 +126,7 @@ def image_to_depth_loss(vae, ref, image_B3HW: torch.Tensor, depth_B3HW: torch.Te
     img = F.mse_loss(f_img, f_D)
     loss, metrics = weight * img, {"img_to_depth": img.item()}
     if silog > 0:
-        # the decoder's unclamped output (decode() clamps, which would stop the gradient at the ends)
-        pred = (vae.decoder(vae.post_quant_conv(f_img)).float() + 1).mean(1) / 2
+        pred = (vae.decode(f_img, clamp=False).float() + 1).mean(1) / 2  # unclamped: the gradient reaches the ends
         s = silog_loss(pred, (depth_B3HW[:, 0].float() + 1) / 2, valid_BHW)
         loss = loss + silog * s
         metrics["depth_silog"] = s.item()
