@@ -353,7 +353,7 @@ def test_depth_silog_teaches_the_encoder_through_the_frozen_decoder(tmp_path, sc
     latent moves toward the target in log space; decoder and codebook stay as they were."""
     from depthart.checkpoint import save_checkpoint
     from depthart.errors import DepthartError
-    from depthart.train.vqvae_train import silog_loss
+    from depthart.train.vqvae_train import decoded_silog
 
     torch.manual_seed(4)
     start = randomize_(DepthART(get_preset("tiny")))
@@ -368,20 +368,19 @@ def test_depth_silog_teaches_the_encoder_through_the_frozen_decoder(tmp_path, sc
     t = Trainer(cfg, log=None)
     batch = next(iter(make_loader(RenderedDataset(scenes), 16, 6)))
 
-    def decoded_silog(vae):
+    def image_silog(vae):
         with torch.no_grad():
-            pred = (vae.decode(vae.encode(batch["image"]), clamp=False) + 1).mean(1) / 2
-            return silog_loss(pred, (batch["depth"][:, 0] + 1) / 2, batch["valid"]).item()
+            return decoded_silog(vae, vae.encode(batch["image"]), batch["depth"], batch["valid"]).item()
 
-    before = decoded_silog(t.model.vae)
+    before = image_silog(t.model.vae)
     t.fit()
-    after = decoded_silog(t.model.vae)
+    after = image_silog(t.model.vae)
     assert after < 0.5 * before, (before, after)
     # the same run without the log term (the latent MSE alone): the log term is what brings it down
     torch.manual_seed(5)
     control = Trainer(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "control"), "depth_silog": 0.0}), log=None)
     control.fit()
-    without = decoded_silog(control.model.vae)
+    without = image_silog(control.model.vae)
     assert after < 0.7 * without, (after, without)
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert {"img_to_depth", "depth_silog", "depth_pin"} <= set(rows[-1])
@@ -389,3 +388,61 @@ def test_depth_silog_teaches_the_encoder_through_the_frozen_decoder(tmp_path, sc
     for k, v in sd.items():
         if not k.startswith(("vae.encoder.", "vae.quant_conv.")):
             assert torch.equal(v, s0[k]), k
+
+
+def test_expected_latent_is_the_latent_the_expect_sampler_builds(model):
+    """losses.expected_latent (what --depth-silog decodes in the transformer methods) is the `expect` sampler's
+    f_hat for the same logits, and the VQ-VAE's own accumulation of the codes when the logits are one-hot."""
+    from depthart.sampling import Expected
+    from depthart.train.losses import expected_latent
+
+    seen = []
+
+    def recording(k, logits, codebook):
+        seen.append(logits.clone())
+        return Expected()(k, logits, codebook)
+
+    S = model.cfg.image_size
+    g = torch.Generator().manual_seed(3)
+    f_hat = model.generate(torch.rand(2, 3, S, S, generator=g) * 2 - 1, recording)
+    torch.testing.assert_close(expected_latent(model, seen), f_hat, rtol=1e-5, atol=1e-5)
+    q = model.vae.quantize
+    idx, f_hats = q.tokenize(model.vae.encode(torch.rand(2, 3, S, S, generator=g) * 2 - 1))
+    peaked = [torch.nn.functional.one_hot(i, q.embedding.num_embeddings).float() * 1e4 for i in idx]
+    torch.testing.assert_close(expected_latent(model, peaked), f_hats[-1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="all"):
+        expected_latent(model, seen[:-1])
+
+
+@pytest.mark.parametrize("method", ["var", "depthart"])
+def test_depth_silog_trains_the_transformer_on_its_decoded_depth(tmp_path, scenes, method):
+    """train --depth-silog S: the depth decoded from what the `expect` sampler builds moves toward the target in
+    log space, more than the same run without the term; the VQ-VAE stays frozen."""
+    from depthart.errors import DepthartError
+    from depthart.sampling import Expected
+    from depthart.train.vqvae_train import silog_loss
+
+    with pytest.raises(DepthartError, match="rec_loss"):
+        TrainConfig(out_dir=str(tmp_path / "x"), method="depthart", rec_loss=True, depth_silog=1.0)
+    batch = next(iter(make_loader(RenderedDataset(scenes), 16, 6)))
+
+    def predicted_silog(m):
+        with torch.no_grad():
+            pred = m.predict_normalized(batch["image"], Expected())[:, 0]
+            return silog_loss(pred, (batch["depth"][:, 0] + 1) / 2, batch["valid"]).item()
+
+    def run(name, weight):
+        cfg = TrainConfig(out_dir=str(tmp_path / name), method=method, preset="tiny", data=f"rendered:{scenes}",
+                          depth_silog=weight, lr=3e-3, batch_size=6, steps=25, save_every=25, seed=2)
+        t = Trainer(cfg, log=None)
+        vae0 = {k: v.clone() for k, v in t.model.vae.state_dict().items()}
+        first = predicted_silog(t.model)
+        t.fit()
+        for k, v in t.model.vae.state_dict().items():
+            assert torch.equal(v, vae0[k]), k
+        return first, predicted_silog(t.model), [json.loads(line) for line in open(tmp_path / name / "metrics.jsonl")]
+
+    before, after, rows = run("silog", 10.0)
+    _, without, _ = run("control", 0.0)
+    assert "depth_silog" in rows[-1]
+    assert after < 0.85 * before and after < 0.85 * without, (before, after, without)

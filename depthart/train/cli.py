@@ -140,6 +140,10 @@ def _run(cfg, resume: bool):
                  help="Add W x a loss on the image prefix's own outputs (unused by the paper's loss): each image "
                       "token predicts the depth code at its scale and place (CE, plus --code-mse's regression). "
                       "Inference is unchanged. 0 = off (default)."),
+    click.option("--depth-silog", type=click.FloatRange(min=0), default=None,
+                 help="Add S x a scale-invariant log loss on the depth that the frozen decoder makes of the latent the "
+                      "`expect` sampler builds from every scale's logits (relative errors near and far count alike, as "
+                      "AbsRel counts them; the decoder runs in every step). 0 = off (default)."),
     click.option("--cache-latents/--no-cache-latents", default=None,
                  help="Finite data (rendered:FOLDER, synthetic:N): run the frozen VQ-VAE over every sample once and "
                       "keep its outputs (stored beside the data), so each step runs only the transformer."),

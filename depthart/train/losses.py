@@ -19,7 +19,11 @@ codes are near each other). A fourth, `prefix_aux`, trains the image prefix's ow
 the paper's loss leaves unused: the prefix token of scale k at position j predicts the depth there,
 the nearest code of area_k(f_D) (CE, plus the `code_mse` regression onto area_k(f_D) itself), so the
 image tokens that the depth tokens attend to are asked to carry depth (docs/experiments.md section 7).
-Inference does not change: the prefix's logits are computed and dropped there as before.
+Inference does not change: the prefix's logits are computed and dropped there as before. A fifth,
+`depth_silog`, scores the depth itself: the latent the `expect` sampler would build from the logits of
+every scale (`expected_latent`) goes through the frozen decoder and a scale-invariant log loss against the
+ground-truth map; the CE and the code regression are distances in the latent, which weigh an error near
+and far alike, where AbsRel counts a near one several times over (docs/experiments.md section 13).
 """
 
 from __future__ import annotations
@@ -205,6 +209,35 @@ def _add_prefix_aux(loss, metrics, model, prefix_logits, f_D, weight: float, bal
     return loss + weight * aux
 
 
+def expected_latent(model, logits_list) -> torch.Tensor:
+    """The final latent f_hat that the `expect` sampler builds from these logits, one (B, pn*pn, V) per scale
+    (all K): sum_k phi_k(up(sum_v softmax(logits_k)_v e_v)). Differentiable in the logits; the codebook and
+    phi are the frozen VQ-VAE's."""
+    q = model.vae.quantize
+    e_VC = q.embedding.weight.detach().float()
+    if len(logits_list) != q.cfg.num_scales:
+        raise ValueError(f"expected_latent needs the logits of all {q.cfg.num_scales} scales, got {len(logits_list)}")
+    B = logits_list[0].shape[0]
+    f_hat = e_VC.new_zeros(B, q.cfg.cvae, q.last, q.last)
+    for k, lg in enumerate(logits_list):
+        pn = q.cfg.patch_nums[k]
+        h = (lg.float().softmax(-1) @ e_VC).transpose(1, 2).reshape(B, q.cfg.cvae, pn, pn)
+        f_hat = q.accumulate(k, f_hat, h)
+    return f_hat
+
+
+def _add_depth_silog(loss, metrics, model, logits_list, batch: dict, weight: float):
+    """loss + weight * SILog of the decoded `expected_latent` vs batch["depth"] on batch["valid"] (recorded as
+    depth_silog); unchanged for weight 0."""
+    if weight <= 0:
+        return loss
+    from .vqvae_train import decoded_silog
+
+    s = decoded_silog(model.vae, expected_latent(model, logits_list), batch["depth"], batch.get("valid"))
+    metrics["depth_silog"] = s.item()
+    return loss + weight * s
+
+
 @torch.no_grad()
 def depth_latent(model, depth_B3HW: torch.Tensor) -> torch.Tensor:
     """f_D: the frozen VQ-VAE's continuous latent of the normalised 3-channel depth (no grad)."""
@@ -219,7 +252,8 @@ def _batch_f_D(model, batch: dict) -> torch.Tensor:
 
 
 def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float = REC_WEIGHT, cache_dtype=None,
-                  balance: float = 0.0, soft_tau: float = 0.0, code_mse: float = 0.0, prefix_aux: float = 0.0):
+                  balance: float = 0.0, soft_tau: float = 0.0, code_mse: float = 0.0, prefix_aux: float = 0.0,
+                  depth_silog: float = 0.0):
     """The DepthART objective on a batch {"image", "depth"}. Returns (loss, metrics dict).
 
     CE over the scales' dynamic targets; with `rec_loss` the last scale is left out of the CE and
@@ -238,12 +272,13 @@ def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float 
         acc.append((out.tokens[-1] == out.targets[-1]).float().mean().item())
     loss = _add_code_mse(loss, metrics, model, out.logits, out.residuals[: len(out.logits)], code_mse, balance)
     loss = _add_prefix_aux(loss, metrics, model, out.prefix_logits, f_D, prefix_aux, balance, code_mse)
+    loss = _add_depth_silog(loss, metrics, model, out.logits, batch, depth_silog)
     metrics.update(loss=loss.item(), acc=acc)
     return loss, metrics
 
 
 def teacher_forcing_loss(model, batch: dict, cache_dtype=None, balance: float = 0.0, soft_tau: float = 0.0,
-                        code_mse: float = 0.0, prefix_aux: float = 0.0):
+                        code_mse: float = 0.0, prefix_aux: float = 0.0, depth_silog: float = 0.0):
     """VAR teacher forcing: GT multi-scale tokens of the depth as inputs and targets, one masked pass.
 
     Returns (loss, metrics dict with loss, ce, acc per scale).
@@ -266,6 +301,7 @@ def teacher_forcing_loss(model, batch: dict, cache_dtype=None, balance: float = 
     metrics = {"ce": ce.item()}
     loss = _add_code_mse(ce, metrics, model, per_scale, residuals, code_mse, balance)
     loss = _add_prefix_aux(loss, metrics, model, prefix_logits, f_D, prefix_aux, balance, code_mse)
+    loss = _add_depth_silog(loss, metrics, model, per_scale, batch, depth_silog)
     metrics.update(loss=loss.item(), acc=acc)
     return loss, metrics
 

@@ -82,6 +82,10 @@ class TrainConfig:
     soft_tau: float = 0.0  # > 0: CE against softmax(-squared code distance / tau) instead of the nearest code
     code_mse: float = 0.0  # > 0: + code_mse * ||expected code vector - residual||^2 (losses.expected_code_error)
     prefix_aux: float = 0.0  # > 0: + prefix_aux * the image prefix's outputs vs the depth at their place (losses)
+    # > 0: + depth_silog * a scale-invariant log loss on decoded depth (vqvae_train.decoded_silog): with the
+    # transformer methods, of the latent the `expect` sampler builds (losses.expected_latent); with image_to_depth
+    # (train-vqvae), of the image's latent
+    depth_silog: float = 0.0
     save_every: int = 1000
     keep_checkpoints: bool = False  # also keep a copy of each checkpoint's weights in ckpt/ (curves)
     log_every: int = 10
@@ -101,8 +105,6 @@ class TrainConfig:
     # it put them (depth_pin x MSE): the image prefix then carries depth (vqvae_train.image_to_depth_loss)
     image_to_depth: float = 0.0
     depth_pin: float = 4.0
-    # with image_to_depth: weight of a scale-invariant log loss on the depth the frozen decoder makes of the image's latent
-    depth_silog: float = 0.0
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -123,8 +125,12 @@ class TrainConfig:
             problems.append("image_to_depth and depth_pin must be >= 0")
         if self.depth_silog < 0:
             problems.append("depth_silog must be >= 0")
-        if self.depth_silog > 0 and self.image_to_depth <= 0:
-            problems.append("depth_silog is part of image_to_depth training: set image_to_depth > 0 as well")
+        if self.depth_silog > 0 and self.method == "vqvae" and self.image_to_depth <= 0:
+            problems.append("depth_silog in train-vqvae is part of image_to_depth training: set image_to_depth > 0 "
+                            "as well")
+        if self.depth_silog > 0 and self.method == "depthart" and self.rec_loss:
+            problems.append("depth_silog needs the logits of every scale; rec_loss replaces the last scale's: "
+                            "use one of them")
         if self.image_to_depth > 0 and self.method != "vqvae":
             problems.append("image_to_depth trains the VQ-VAE's encoder: use it with method vqvae (train-vqvae)")
         if self.image_to_depth > 0 and not (self.init or self.init_vae):
@@ -339,11 +345,12 @@ class Trainer:
                 loss, metrics = depthart_loss(self.model, batch, rec_loss=cfg.rec_loss,
                                               cache_dtype=torch.bfloat16 if self.amp else None,
                                               balance=cfg.scale_balance, soft_tau=cfg.soft_tau, code_mse=cfg.code_mse,
-                                              prefix_aux=cfg.prefix_aux)
+                                              prefix_aux=cfg.prefix_aux, depth_silog=cfg.depth_silog)
             elif cfg.method == "var":
                 loss, metrics = teacher_forcing_loss(self.model, batch, cache_dtype=torch.bfloat16 if self.amp else None,
                                                      balance=cfg.scale_balance, soft_tau=cfg.soft_tau,
-                                                     code_mse=cfg.code_mse, prefix_aux=cfg.prefix_aux)
+                                                     code_mse=cfg.code_mse, prefix_aux=cfg.prefix_aux,
+                                                     depth_silog=cfg.depth_silog)
             elif self.ref_vae is not None:
                 loss, metrics = image_to_depth_loss(self.model.vae, self.ref_vae, batch["image"], batch["depth"],
                                                     cfg.image_to_depth, cfg.depth_pin, cfg.depth_silog,

@@ -105,6 +105,13 @@ def silog_loss(pred_BHW: torch.Tensor, target_BHW: torch.Tensor, valid_BHW: torc
     return (m2 - lam * m1 * m1).mean()
 
 
+def decoded_silog(vae, f_BChw: torch.Tensor, depth_B3HW: torch.Tensor, valid_BHW: torch.Tensor | None = None):
+    """`silog_loss` of the depth the decoder makes of a latent (its unclamped output, so the gradient reaches
+    the ends of the range) against the normalised 3-channel depth map, on the valid pixels."""
+    pred = (vae.decode(f_BChw, clamp=False).float() + 1).mean(1) / 2
+    return silog_loss(pred, (depth_B3HW[:, 0].float() + 1) / 2, valid_BHW)
+
+
 def image_to_depth_loss(vae, ref, image_B3HW: torch.Tensor, depth_B3HW: torch.Tensor, weight: float, pin: float,
                         silog: float = 0.0, valid_BHW: torch.Tensor | None = None):
     """The image side of a trained VQ-VAE taught to see depth (`depthart train-vqvae --image-to-depth`).
@@ -126,8 +133,7 @@ def image_to_depth_loss(vae, ref, image_B3HW: torch.Tensor, depth_B3HW: torch.Te
     img = F.mse_loss(f_img, f_D)
     loss, metrics = weight * img, {"img_to_depth": img.item()}
     if silog > 0:
-        pred = (vae.decode(f_img, clamp=False).float() + 1).mean(1) / 2  # unclamped: the gradient reaches the ends
-        s = silog_loss(pred, (depth_B3HW[:, 0].float() + 1) / 2, valid_BHW)
+        s = decoded_silog(vae, f_img, depth_B3HW, valid_BHW)
         loss = loss + silog * s
         metrics["depth_silog"] = s.item()
     if pin > 0:
