@@ -88,7 +88,8 @@ def test_readme_literal_commands_need_no_external_files():
                 if i and args[i - 1] in OUTPUT_OPTIONS:
                     continue
                 path = arg.split(":", 1)[1] if re.match(r"^[a-z]+:", arg) else arg
-                if arg.startswith("-") or not ("/" in path or re.search(r"\.[a-z0-9]+$", path)):
+                if arg.startswith("-") or re.fullmatch(r"[0-9.e+-]+", arg) or not ("/" in path or
+                                                                                 re.search(r"\.[a-z0-9]+$", path)):
                     continue
                 norm = path.rstrip("/")
                 assert (REPO / norm).exists() or any(norm == m or norm.startswith(m + "/") for m in made), (line, arg)
