@@ -213,16 +213,17 @@ def expected_latent(model, logits_list) -> torch.Tensor:
     """The final latent f_hat that the `expect` sampler builds from these logits, one (B, pn*pn, V) per scale
     (all K): sum_k phi_k(up(sum_v softmax(logits_k)_v e_v)). Differentiable in the logits; the codebook and
     phi are the frozen VQ-VAE's."""
+    from ..sampling import Expected
+
     q = model.vae.quantize
-    e_VC = q.embedding.weight.detach().float()
     if len(logits_list) != q.cfg.num_scales:
         raise ValueError(f"expected_latent needs the logits of all {q.cfg.num_scales} scales, got {len(logits_list)}")
+    e_VC, expect = q.embedding.weight.detach().float(), Expected()
     B = logits_list[0].shape[0]
     f_hat = e_VC.new_zeros(B, q.cfg.cvae, q.last, q.last)
     for k, lg in enumerate(logits_list):
         pn = q.cfg.patch_nums[k]
-        h = (lg.float().softmax(-1) @ e_VC).transpose(1, 2).reshape(B, q.cfg.cvae, pn, pn)
-        f_hat = q.accumulate(k, f_hat, h)
+        f_hat = q.accumulate(k, f_hat, expect(k, lg, e_VC)[1].transpose(1, 2).reshape(B, q.cfg.cvae, pn, pn))
     return f_hat
 
 
