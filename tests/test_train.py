@@ -75,6 +75,35 @@ def test_the_cached_training_loop_matches_inference(model, batch):
     torch.testing.assert_close(out.f_hat, f_hat)
 
 
+def test_the_expect_input_loop_is_the_expect_samplers_loop(model, batch, tmp_path):
+    """inputs="expect" (train --own-inputs expect): the loop feeds on expected code vectors, so its final latent is
+    `generate(..., Expected())`'s and differs from the greedy loop's; each dynamic target is the nearest code of
+    what that soft latent leaves unexplained; the option is DepthART's only."""
+    from depthart.errors import DepthartError
+    from depthart.sampling import Expected
+    from depthart.train.losses import expected_latent
+
+    model.eval()
+    f_D = depth_latent(model, batch["depth"])
+    out = refine_loop(model, batch["image"], f_D, inputs="expect")
+    torch.testing.assert_close(out.f_hat, model.generate(batch["image"], Expected()), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(expected_latent(model, out.logits), out.f_hat, rtol=1e-5, atol=1e-5)
+    greedy = refine_loop(model, batch["image"], f_D)
+    assert not torch.allclose(greedy.f_hat, out.f_hat, atol=1e-3)
+    q = model.vae.quantize
+    f_hat = torch.zeros_like(f_D)
+    for k, lg in enumerate(out.logits):
+        assert torch.equal(out.targets[k], q.residual_tokens(k, f_D, f_hat)), k
+        h = Expected()(k, lg, q.embedding.weight)[1]
+        f_hat = q.accumulate(k, f_hat, h.transpose(1, 2).reshape(f_D.shape[0], model.cfg.cvae, *[model.cfg.patch_nums[k]] * 2))
+    with pytest.raises(ValueError, match="inputs"):
+        refine_loop(model, batch["image"], f_D, inputs="sampled")
+    with pytest.raises(DepthartError, match="own_inputs"):
+        _cfg(tmp_path, method="var", own_inputs="expect")
+    with pytest.raises(DepthartError, match="own_inputs"):
+        _cfg(tmp_path, method="depthart", own_inputs="mean")
+
+
 def test_gradients_reach_earlier_scales_through_the_cache(model, batch):
     """The last scale's CE alone moves the start token (only in step 0's input): through cached keys/values."""
     f_D = depth_latent(model, batch["depth"])
@@ -99,9 +128,10 @@ def test_rec_loss_variant_trains_the_last_scale_through_the_latent(model, batch)
     assert model.head.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("method,rec_loss", [("depthart", False), ("depthart", True), ("var", False)])
-def test_loss_decreases_when_overfitting_one_batch(tmp_path, batch, method, rec_loss):
-    trainer = Trainer(_cfg(tmp_path, method=method, rec_loss=rec_loss, lr=3e-3), log=None)
+@pytest.mark.parametrize("method,rec_loss,inputs", [("depthart", False, "greedy"), ("depthart", True, "greedy"),
+                                                   ("depthart", False, "expect"), ("var", False, "greedy")])
+def test_loss_decreases_when_overfitting_one_batch(tmp_path, batch, method, rec_loss, inputs):
+    trainer = Trainer(_cfg(tmp_path, method=method, rec_loss=rec_loss, lr=3e-3, own_inputs=inputs), log=None)
     first = trainer.train_step(batch)
     for _ in range(29):
         last = trainer.train_step(batch)

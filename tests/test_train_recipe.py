@@ -414,8 +414,8 @@ def test_expected_latent_is_the_latent_the_expect_sampler_builds(model):
         expected_latent(model, seen[:-1])
 
 
-@pytest.mark.parametrize("method", ["var", "depthart"])
-def test_depth_silog_trains_the_transformer_on_its_decoded_depth(tmp_path, scenes, method):
+@pytest.mark.parametrize("method,inputs", [("var", "greedy"), ("depthart", "greedy"), ("depthart", "expect")])
+def test_depth_silog_trains_the_transformer_on_its_decoded_depth(tmp_path, scenes, method, inputs):
     """train --depth-silog S: the depth decoded from what the `expect` sampler builds moves toward the target in
     log space, more than the same run without the term; the VQ-VAE stays frozen."""
     from depthart.errors import DepthartError
@@ -433,7 +433,8 @@ def test_depth_silog_trains_the_transformer_on_its_decoded_depth(tmp_path, scene
 
     def run(name, weight):
         cfg = TrainConfig(out_dir=str(tmp_path / name), method=method, preset="tiny", data=f"rendered:{scenes}",
-                          depth_silog=weight, lr=3e-3, batch_size=6, steps=25, save_every=25, seed=2)
+                          depth_silog=weight, lr=3e-3, batch_size=6, steps=25, save_every=25, seed=2,
+                          own_inputs=inputs)
         t = Trainer(cfg, log=None)
         vae0 = {k: v.clone() for k, v in t.model.vae.state_dict().items()}
         first = predicted_silog(t.model)

@@ -144,6 +144,9 @@ def _run(cfg, resume: bool):
                  help="Add S x a scale-invariant log loss on the depth that the frozen decoder makes of the latent the "
                       "`expect` sampler builds from every scale's logits (relative errors near and far count alike, as "
                       "AbsRel counts them; the decoder runs in every step). 0 = off (default)."),
+    click.option("--own-inputs", type=click.Choice(["greedy", "expect"]), default=None,
+                 help="depthart: what of its own prediction the loop feeds on: greedy (the argmax code, the paper's; "
+                      "default) or expect (the expected code vector, so training runs the `expect` sampler's loop)."),
     click.option("--cache-latents/--no-cache-latents", default=None,
                  help="Finite data (rendered:FOLDER, synthetic:N): run the frozen VQ-VAE over every sample once and "
                       "keep its outputs (stored beside the data), so each step runs only the transformer."),

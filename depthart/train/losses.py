@@ -37,6 +37,7 @@ from ..model import KVCache
 from ..resize import resize
 
 REC_WEIGHT = 10.0  # the release's weight of the latent MSE (`rec_loss`)
+LOOP_INPUTS = ("greedy", "expect")  # what of the model's own prediction DepthART's loop feeds on (`refine_loop`)
 
 
 @dataclass
@@ -59,7 +60,7 @@ class LoopOutput:
 
 
 def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, soft_last: bool = False,
-                cache_dtype=None, image_latents=None, soft_tau: float = 0.0) -> LoopOutput:
+                cache_dtype=None, image_latents=None, soft_tau: float = 0.0, inputs: str = "greedy") -> LoopOutput:
     """The model's own autoregressive loop over all K scales with dynamic targets (DepthART training).
 
     Args:
@@ -73,10 +74,18 @@ def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, s
         cache_dtype: dtype of the KV cache (the autocast dtype under mixed precision).
         image_latents: the prefix's VQ-VAE latents if already computed (the trainer's latent cache).
         soft_tau: > 0: also record each CE scale's soft code target (`soft_code_targets`).
+        inputs: what of its own prediction enters f_hat (hence the next scale's input and the dynamic
+            targets): "greedy", the argmax code (the paper's), or "expect", the expected code vector
+            sum_v softmax(logits)_v e_v, the `expect` sampler's; both detached. With "expect" the loop is
+            the `expect` sampler's inference loop step for step.
 
     Runs with grad enabled (the cache then writes out of place, see `KVCache.update`). The target
     of scale k is computed before scale k's prediction is added to f_hat.
     """
+    from ..sampling import Expected
+
+    if inputs not in LOOP_INPUTS:
+        raise ValueError(f"inputs must be one of {LOOP_INPUTS}, got {inputs!r}")
     cfg, q = model.cfg, model.vae.quantize
     B, K = img_B3HW.shape[0], cfg.num_scales
     cache = KVCache(cfg, B, img_B3HW.device, cache_dtype or model.pos_1LC.dtype)
@@ -109,7 +118,12 @@ def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, s
         with torch.no_grad():
             idx = logits.argmax(-1) if choose is None else choose(k, logits, target)
             out.tokens.append(idx)
-            f_hat = q.accumulate(k, f_hat, q.embed(k, idx))
+            if inputs == "expect":
+                h = Expected()(k, logits, codebook)[1].float()  # (B, pn*pn, cvae)
+                h = h.to(f_hat.dtype).transpose(1, 2).reshape(B, cfg.cvae, pn, pn)
+            else:
+                h = q.embed(k, idx)
+            f_hat = q.accumulate(k, f_hat, h)
             if k + 1 < K:
                 x = model.embed_scale(k + 1, q.next_input(k + 1, f_hat))  # own prediction, detached
     out.f_hat = f_hat
@@ -254,16 +268,17 @@ def _batch_f_D(model, batch: dict) -> torch.Tensor:
 
 def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float = REC_WEIGHT, cache_dtype=None,
                   balance: float = 0.0, soft_tau: float = 0.0, code_mse: float = 0.0, prefix_aux: float = 0.0,
-                  depth_silog: float = 0.0):
+                  depth_silog: float = 0.0, inputs: str = "greedy"):
     """The DepthART objective on a batch {"image", "depth"}. Returns (loss, metrics dict).
 
     CE over the scales' dynamic targets; with `rec_loss` the last scale is left out of the CE and
-    trained through the Gumbel soft code plus rec_weight * MSE(f_hat_final, f_D).
+    trained through the Gumbel soft code plus rec_weight * MSE(f_hat_final, f_D). `inputs`: see `refine_loop`
+    (with "expect" and depth_silog, the decoded latent is the one the `expect` sampler's own loop builds).
     metrics: loss, ce, (mse), acc (per scale: argmax vs dynamic target; the soft scale included).
     """
     f_D = _batch_f_D(model, batch)
     out = refine_loop(model, batch["image"], f_D, soft_last=rec_loss, cache_dtype=cache_dtype,
-                      image_latents=batch.get("image_latents"), soft_tau=soft_tau)
+                      image_latents=batch.get("image_latents"), soft_tau=soft_tau, inputs=inputs)
     ce, acc = _ce_and_accuracy(out.logits, out.targets[: len(out.logits)], balance, out.soft_targets)
     loss, metrics = ce, {"ce": ce.item()}
     if rec_loss:

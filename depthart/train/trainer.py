@@ -47,7 +47,7 @@ from ..checkpoint import build_model, load_checkpoint, read_config, save_checkpo
 from ..config import get_preset
 from ..errors import DepthartError
 from ..fileio import atomic_path, atomic_write_bytes
-from .losses import depthart_loss, teacher_forcing_loss
+from .losses import LOOP_INPUTS, depthart_loss, teacher_forcing_loss
 from .vqvae_train import CodeUsage, image_to_depth_loss, vqvae_loss
 
 METHODS = ("depthart", "var", "vqvae")
@@ -86,6 +86,9 @@ class TrainConfig:
     # transformer methods, of the latent the `expect` sampler builds (losses.expected_latent); with image_to_depth
     # (train-vqvae), of the image's latent
     depth_silog: float = 0.0
+    # depthart: what of its own prediction the loop feeds on, "greedy" (the paper's argmax code) or "expect" (the
+    # expected code vector: the loop is then the `expect` sampler's inference loop; losses.refine_loop)
+    own_inputs: str = "greedy"
     save_every: int = 1000
     keep_checkpoints: bool = False  # also keep a copy of each checkpoint's weights in ckpt/ (curves)
     log_every: int = 10
@@ -131,6 +134,10 @@ class TrainConfig:
         if self.depth_silog > 0 and self.method == "depthart" and self.rec_loss:
             problems.append("depth_silog needs the logits of every scale; rec_loss replaces the last scale's: "
                             "use one of them")
+        if self.own_inputs not in LOOP_INPUTS:
+            problems.append(f"own_inputs must be one of {LOOP_INPUTS}, got {self.own_inputs!r}")
+        elif self.own_inputs != "greedy" and self.method != "depthart":
+            problems.append("own_inputs chooses what DepthART's own loop feeds on: use it with method depthart")
         if self.image_to_depth > 0 and self.method != "vqvae":
             problems.append("image_to_depth trains the VQ-VAE's encoder: use it with method vqvae (train-vqvae)")
         if self.image_to_depth > 0 and not (self.init or self.init_vae):
@@ -345,7 +352,8 @@ class Trainer:
                 loss, metrics = depthart_loss(self.model, batch, rec_loss=cfg.rec_loss,
                                               cache_dtype=torch.bfloat16 if self.amp else None,
                                               balance=cfg.scale_balance, soft_tau=cfg.soft_tau, code_mse=cfg.code_mse,
-                                              prefix_aux=cfg.prefix_aux, depth_silog=cfg.depth_silog)
+                                              prefix_aux=cfg.prefix_aux, depth_silog=cfg.depth_silog,
+                                              inputs=cfg.own_inputs)
             elif cfg.method == "var":
                 loss, metrics = teacher_forcing_loss(self.model, batch, cache_dtype=torch.bfloat16 if self.amp else None,
                                                      balance=cfg.scale_balance, soft_tau=cfg.soft_tau,
