@@ -32,7 +32,8 @@ import click
 @click.option("--int8-format", type=click.Choice(["s8s8", "u8s8"]), default="s8s8", show_default=True,
               help="int8: s8s8 = symmetric int8 activations (TensorRT, any provider); u8s8 = uint8 activations, "
                    "onnxruntime's CPU provider only, where its int8 kernels are fast; its default plan quantises the "
-                   "prefix (but its latent stage), the step graph and the decoder (docs/precision.md).")
+                   "step graph and the decoder and keeps the image prefix fp32 (--plan prefix=int8 quantises it "
+                   "too, but its latent stage: faster, less accurate; docs/precision.md).")
 @click.option("--plan", "plan_items", multiple=True, metavar="GRAPH=PRECISION",
               help="Per-graph precision instead of the default plan, repeatable: e.g. --plan decoder=int8 "
                    "--plan step=fp32 (graphs: prefix, step, next_* or next_K, decoder; fp32, fp16 or int8).")

@@ -277,7 +277,7 @@ def _has_vnni() -> bool:
 
 
 def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path):
-    """--int8-format u8s8 (default plan): the prefix, the decoder and the step graph are quantised, with uint8
+    """--int8-format u8s8 with --plan prefix=int8: the prefix, the decoder and the step graph are quantised, with uint8
     activations (asymmetric: zero points not all 0) and int8 weights; it runs near fp32; s8s8 and u8s8 ranges
     are cached under different keys; a plan naming no graph is refused."""
     from click.testing import CliRunner
@@ -288,7 +288,7 @@ def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path)
     out = tmp_path / "u8"
     r = CliRunner().invoke(calibrate_cmd, [str(tiny_bundle["dir"]), "--precision", "int8", "-o", str(out),
                                            "--num-calib", "2", "--cache-dir", str(precision_bundles["cache"]),
-                                           "--int8-format", "u8s8"])  # its default plan: prefix + decoder + step
+                                           "--int8-format", "u8s8", "--plan", "prefix=int8"])  # + decoder + step
     assert r.exit_code == 0, r.output
     m = read_manifest(out)
     assert {g: c["precision"] for g, c in m["precision_plan"].items() if c["precision"] != "fp32"} == \
@@ -347,7 +347,8 @@ def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path)
     quantised_pre = {n for n in dq if n.startswith("node_conv")}
     both = sorted(quantised_pre & {n.name for n in convs if n.name not in stage})
     assert both, "no conv name shared by the prefix and the decoder"
-    q = make_precision_bundle(tiny_bundle["dir"], tmp_path / "named", "int8", num_calib=2, plan={"step": "fp32"},
+    q = make_precision_bundle(tiny_bundle["dir"], tmp_path / "named", "int8", num_calib=2,
+                              plan={"step": "fp32", "prefix": "int8"},
                               cache_dir=precision_bundles["cache"], int8_format="u8s8",
                               int8_exclude=DEFAULT_INT8_EXCLUDE + (f"decoder:{both[0]}",))
     assert both[0] in q["precision_plan"]["decoder"]["fp32_nodes"]
@@ -375,7 +376,9 @@ def test_u8s8_plan_for_onnxruntime_cpu(tiny_bundle, precision_bundles, tmp_path)
     from depthart.calibration.quantize import graph_plan
 
     plan = graph_plan(m, "int8", {"step": "fp32"}, "u8s8")
-    assert plan["step"] == "fp32" and plan["decoder"] == "int8" and plan["prefix"] == "int8"
+    assert plan["step"] == "fp32" and plan["decoder"] == "int8" and plan["prefix"] == "fp32"
+    u8 = graph_plan(m, "int8", None, "u8s8")  # the default u8s8 plan: decoder + step, the prefix fp32
+    assert (u8["prefix"], u8["decoder"], u8["step"]) == ("fp32", "int8", "int8")
     assert graph_plan(m, "int8")["decoder"] == "fp32" and graph_plan(m, "int8")["step"] == "int8"  # s8s8: TensorRT's
     fp16 = graph_plan(m, "fp16")  # the prefix's nearest-code search stays fp32 (image tokens flip in fp16)
     assert fp16["prefix"] == "fp32" and fp16["step"] == "fp16" and fp16["decoder"] == "fp16"
