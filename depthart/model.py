@@ -357,7 +357,7 @@ class DepthART(nn.Module):
             idx, h_BlCv = sampler(k, logits, codebook)
             tokens.append(idx)
             clock(f"step_{k}")
-            f_hat = self.vae.quantize.accumulate(k, f_hat, h_BlCv.transpose(1, 2).reshape(B, cfg.cvae, pn, pn))
+            f_hat = self.vae.quantize.accumulate(k, f_hat, self.vae.quantize.code_map(k, h_BlCv))
             if k + 1 < cfg.num_scales:
                 x = self.embed_scale(k + 1, self.vae.quantize.next_input(k + 1, f_hat))
             clock(f"next_{k}")

@@ -220,10 +220,14 @@ class MultiScaleQuantizer(nn.Module):
         """What `f_hat` does not yet explain of `f`, area-downsampled to scale k: (B, cvae, pn, pn)."""
         return resize(f_BChw - f_hat_BChw, self.cfg.patch_nums[k], "area")
 
+    def code_map(self, k: int, h_BlC: torch.Tensor) -> torch.Tensor:
+        """Scale k's code vectors as a sequence (B, pn*pn, cvae) -> as a map (B, cvae, pn, pn), what `accumulate` takes."""
+        pn = self.cfg.patch_nums[k]
+        return h_BlC.transpose(1, 2).reshape(h_BlC.shape[0], self.cfg.cvae, pn, pn)
+
     def embed(self, k: int, idx_Bl: torch.Tensor) -> torch.Tensor:
         """Token indices of scale k (B, pn*pn) -> code vectors (B, cvae, pn, pn)."""
-        pn = self.cfg.patch_nums[k]
-        return self.embedding(idx_Bl).transpose(1, 2).reshape(idx_Bl.shape[0], self.cfg.cvae, pn, pn)
+        return self.code_map(k, self.embedding(idx_Bl))
 
     def residual_tokens(self, k: int, f_BChw: torch.Tensor, f_hat_BChw: torch.Tensor) -> torch.Tensor:
         """Scale k's tokens for what `f_hat` does not yet explain of `f`: nearest codes of area(f - f_hat)."""

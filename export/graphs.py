@@ -95,9 +95,8 @@ class NextGraph(nn.Module):
     def forward(self, f_hat, h):
         m, k = self.model, self.k
         cfg = m.cfg
-        pn = cfg.patch_nums[k]
         q = m.vae.quantize
-        f_hat = q.accumulate(k, f_hat, h.transpose(1, 2).reshape(h.shape[0], cfg.cvae, pn, pn))
+        f_hat = q.accumulate(k, f_hat, q.code_map(k, h))
         if k + 1 == cfg.num_scales:
             return f_hat
         return f_hat, m.embed_scale(k + 1, q.next_input(k + 1, f_hat))

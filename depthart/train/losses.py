@@ -110,7 +110,7 @@ def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, s
             soft = F.gumbel_softmax(logits.float(), tau=1.0, hard=False)  # (B, l, V)
             h = (soft @ codebook.float()).to(f_hat.dtype)  # (B, l, cvae), differentiable
             out.tokens.append(logits.detach().argmax(-1))
-            f_hat = q.accumulate(k, f_hat, h.transpose(1, 2).reshape(B, cfg.cvae, pn, pn))
+            f_hat = q.accumulate(k, f_hat, q.code_map(k, h))
             break
         out.logits.append(logits)
         if soft_tau > 0:
@@ -119,8 +119,7 @@ def refine_loop(model, img_B3HW: torch.Tensor, f_D: torch.Tensor, choose=None, s
             idx = logits.argmax(-1) if choose is None else choose(k, logits, target)
             out.tokens.append(idx)
             if inputs == "expect":
-                h = Expected()(k, logits, codebook)[1].float()  # (B, pn*pn, cvae)
-                h = h.to(f_hat.dtype).transpose(1, 2).reshape(B, cfg.cvae, pn, pn)
+                h = q.code_map(k, Expected()(k, logits, codebook)[1].to(f_hat.dtype))
             else:
                 h = q.embed(k, idx)
             f_hat = q.accumulate(k, f_hat, h)
@@ -236,8 +235,7 @@ def expected_latent(model, logits_list) -> torch.Tensor:
     B = logits_list[0].shape[0]
     f_hat = e_VC.new_zeros(B, q.cfg.cvae, q.last, q.last)
     for k, lg in enumerate(logits_list):
-        pn = q.cfg.patch_nums[k]
-        f_hat = q.accumulate(k, f_hat, expect(k, lg, e_VC)[1].transpose(1, 2).reshape(B, q.cfg.cvae, pn, pn))
+        f_hat = q.accumulate(k, f_hat, q.code_map(k, expect(k, lg, e_VC)[1]))
     return f_hat
 
 
