@@ -447,3 +447,58 @@ def test_depth_silog_trains_the_transformer_on_its_decoded_depth(tmp_path, scene
     _, without, _ = run("control", 0.0)
     assert "depth_silog" in rows[-1]
     assert after < 0.85 * before and after < 0.85 * without, (before, after, without)
+
+
+def test_a_trained_decoder_learns_to_decode_the_models_own_latents(tmp_path, scenes):
+    """train --trainable decoder: only post_quant_conv and the decoder move, and the depth decoded from the latents
+    the `expect` loop builds (the transformer and the encoder as they were) moves toward the target; with
+    transformer+decoder both move; the latent cache's key ignores the decoder; bad combinations are refused."""
+    from depthart.errors import DepthartError
+    from depthart.sampling import Expected
+    from depthart.train.latent_cache import vae_hash
+    from depthart.train.vqvae_train import silog_loss
+
+    batch = next(iter(make_loader(RenderedDataset(scenes), 16, 6)))
+
+    def predicted_silog(m):
+        with torch.no_grad():
+            pred = m.predict_normalized(batch["image"], Expected())[:, 0]
+            return silog_loss(pred, (batch["depth"][:, 0] + 1) / 2, batch["valid"]).item()
+
+    def run(name, trainable, steps):
+        cfg = TrainConfig(out_dir=str(tmp_path / name), method="depthart", own_inputs="expect", preset="tiny",
+                          data=f"rendered:{scenes}", depth_silog=10.0, lr=3e-3, batch_size=6, steps=steps,
+                          save_every=steps, seed=2, trainable=trainable)
+        t = Trainer(cfg, log=None)
+        before = {k: v.clone() for k, v in t.model.state_dict().items()}
+        first = predicted_silog(t.model)
+        t.fit()
+        moved = {k for k, v in t.model.state_dict().items() if not torch.equal(v, before[k])}
+        return t.model, first, predicted_silog(t.model), moved
+
+    decoder = ("vae.post_quant_conv.", "vae.decoder.")
+    model, first, last, moved = run("decoder", "decoder", 25)
+    assert moved and all(k.startswith(decoder) for k in moved), sorted(moved)[:5]
+    assert any(k.startswith("vae.decoder.") for k in moved) and any(k.startswith("vae.post_quant_conv.") for k in moved)
+    assert last < 0.85 * first, (first, last)
+    _, _, _, moved = run("both", "transformer+decoder", 2)
+    assert any(k.startswith(decoder) for k in moved) and any(not k.startswith("vae.") for k in moved)
+    assert not any(k.startswith(("vae.encoder.", "vae.quant")) for k in moved)
+
+    key = vae_hash(model)
+    with torch.no_grad():
+        model.vae.decoder.conv_out.weight.add_(1.0)
+        assert vae_hash(model) == key  # the cache holds encoder outputs only
+        model.vae.encoder.conv_in.weight.add_(1.0)
+        assert vae_hash(model) != key
+
+    with pytest.raises(DepthartError, match="depth_silog"):
+        TrainConfig(out_dir=str(tmp_path / "x"), method="var", trainable="decoder")
+    with pytest.raises(DepthartError, match="trainable"):
+        TrainConfig(out_dir=str(tmp_path / "x"), method="vqvae", trainable="decoder", depth_silog=1.0,
+                    image_to_depth=1.0, init="x.safetensors")
+    with pytest.raises(DepthartError, match="trainable"):
+        TrainConfig(out_dir=str(tmp_path / "x"), method="var", trainable="encoder", depth_silog=1.0)
+    r = CliRunner().invoke(main, ["train", "--method", "var", "--preset", "tiny", "-o", str(tmp_path / "c"),
+                                  "--trainable", "decoder"])
+    assert r.exit_code != 0 and "depth_silog" in r.output and "Traceback" not in r.output, r.output

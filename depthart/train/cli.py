@@ -147,18 +147,25 @@ def _run(cfg, resume: bool):
     click.option("--own-inputs", type=click.Choice(["greedy", "expect"]), default=None,
                  help="depthart: what of its own prediction the loop feeds on: greedy (the argmax code, the paper's; "
                       "default) or expect (the expected code vector, so training runs the `expect` sampler's loop)."),
+    click.option("--trainable", type=click.Choice(["transformer", "decoder", "transformer+decoder"]), default=None,
+                 help="What trains: the transformer (default), the VQ-VAE's decoder, or both. The decoder learns from "
+                      "--depth-silog alone: it is taught to decode the latents the model itself builds (with "
+                      "--method depthart --own-inputs expect, exactly the `expect` sampler's)."),
     click.option("--cache-latents/--no-cache-latents", default=None,
                  help="Finite data (rendered:FOLDER, synthetic:N): run the frozen VQ-VAE over every sample once and "
                       "keep its outputs (stored beside the data), so each step runs only the transformer."),
 ])
 def train_cmd(method, **kw):
-    """Train the transformer (the VQ-VAE stays frozen) with DepthART or VAR teacher forcing.
+    """Train the transformer (the VQ-VAE stays frozen) with DepthART or VAR teacher forcing; with --trainable, the
+    VQ-VAE's decoder too, or alone.
 
     \b
     Examples:
       depthart train --preset tiny --data synthetic -o runs/tiny --steps 1000
       depthart train --init var_d16.safetensors --data hypersim:/data/hypersim -o runs/d16 --rec-loss
       depthart train -o runs/tiny --resume --steps 2000       # continue, exactly
+      depthart train --init model.safetensors --method depthart --own-inputs expect --depth-silog 1 \\
+        --trainable decoder --data rendered:runs/scenes64 -o runs/dec   # the decoder reads the model's own latents
     Multi-GPU: torchrun --nproc-per-node 8 -m depthart.cli train ... (DDP; gloo on CPU).
     """
     if method is None:

@@ -26,9 +26,12 @@ from ..fileio import atomic_path
 
 
 def vae_hash(model) -> str:
-    """A short hash of the VQ-VAE's weights (the names, shapes and bytes of its state dict)."""
+    """A short hash of the weights the cache depends on: the VQ-VAE's encoder side (the names, shapes and bytes of
+    its state dict, less post_quant_conv and the decoder, which `train --trainable decoder` may train)."""
     h = hashlib.sha256()
     for name, t in sorted(model.vae.state_dict().items()):
+        if name.startswith(("post_quant_conv.", "decoder.")):
+            continue
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(t.detach().float().cpu().contiguous().numpy().tobytes())

@@ -51,6 +51,10 @@ from .losses import LOOP_INPUTS, depthart_loss, teacher_forcing_loss
 from .vqvae_train import CodeUsage, image_to_depth_loss, vqvae_loss
 
 METHODS = ("depthart", "var", "vqvae")
+# what a transformer run (depthart, var) trains: the transformer, the VQ-VAE's decoder (post_quant_conv + decoder:
+# taught to decode the latents the model itself builds, through depth_silog), or both
+TRAINABLE = ("transformer", "decoder", "transformer+decoder")
+DECODER_PREFIXES = ("vae.post_quant_conv.", "vae.decoder.")
 MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "model_ema.safetensors", "train_state.pt"
 KEEP_DIR = "ckpt"  # --keep-checkpoints: ckpt/step_N.safetensors (and ckpt/ema_N.safetensors with --ema)
 CONFIG_FILE, METRICS_FILE = "config.json", "metrics.jsonl"
@@ -89,6 +93,8 @@ class TrainConfig:
     # depthart: what of its own prediction the loop feeds on, "greedy" (the paper's argmax code) or "expect" (the
     # expected code vector: the loop is then the `expect` sampler's inference loop; losses.refine_loop)
     own_inputs: str = "greedy"
+    # transformer methods: which parts train (TRAINABLE); a trained decoder needs depth_silog, its only loss
+    trainable: str = "transformer"
     save_every: int = 1000
     keep_checkpoints: bool = False  # also keep a copy of each checkpoint's weights in ckpt/ (curves)
     log_every: int = 10
@@ -138,6 +144,13 @@ class TrainConfig:
             problems.append(f"own_inputs must be one of {LOOP_INPUTS}, got {self.own_inputs!r}")
         elif self.own_inputs != "greedy" and self.method != "depthart":
             problems.append("own_inputs chooses what DepthART's own loop feeds on: use it with method depthart")
+        if self.trainable not in TRAINABLE:
+            problems.append(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
+        elif self.trainable != "transformer" and self.method == "vqvae":
+            problems.append("trainable chooses the parts of a transformer run (method depthart or var); train-vqvae "
+                            "trains the VQ-VAE")
+        elif "decoder" in self.trainable and self.depth_silog <= 0:
+            problems.append("a trained decoder learns only from the decoded depth: set depth_silog > 0 as well")
         if self.image_to_depth > 0 and self.method != "vqvae":
             problems.append("image_to_depth trains the VQ-VAE's encoder: use it with method vqvae (train-vqvae)")
         if self.image_to_depth > 0 and not (self.init or self.init_vae):
@@ -246,8 +259,12 @@ class Trainer:
         if cfg.image_to_depth > 0:  # the encoder alone; the starting VQ-VAE gives the depth latents
             self.ref_vae = self._reference_vae()
             self.params = [p for n, p in self.model.named_parameters() if n.startswith(("vae.encoder.", "vae.quant_conv."))]
+        elif vae_only:
+            self.params = [p for n, p in self.model.named_parameters() if n.startswith("vae.")]
         else:
-            self.params = [p for n, p in self.model.named_parameters() if n.startswith("vae.") == vae_only]
+            self.params = [p for n, p in self.model.named_parameters()
+                           if ("transformer" in cfg.trainable and not n.startswith("vae."))
+                           or ("decoder" in cfg.trainable and n.startswith(DECODER_PREFIXES))]
         for p in self.params:
             p.requires_grad_(True)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
@@ -329,8 +346,9 @@ class Trainer:
             self.model.eval()
             self.model.vae.train()
         else:
-            self.model.train()
-            self.model.vae.eval()  # frozen, as the paper
+            # a frozen transformer runs as at inference (no drop path); the VQ-VAE has no train-time behaviour
+            self.model.train("transformer" in self.cfg.trainable)
+            self.model.vae.eval()  # frozen, as the paper (its decoder may train: --trainable)
 
     # ------------------------------------------------------------ one step
     def _autocast(self):
