@@ -456,7 +456,7 @@ def test_a_trained_decoder_learns_to_decode_the_models_own_latents(tmp_path, sce
     from depthart.errors import DepthartError
     from depthart.sampling import Expected
     from depthart.train.latent_cache import vae_hash
-    from depthart.train.vqvae_train import silog_loss
+    from depthart.train.vqvae_train import absrel_loss, silog_loss
 
     batch = next(iter(make_loader(RenderedDataset(scenes), 16, 6)))
 
@@ -465,22 +465,29 @@ def test_a_trained_decoder_learns_to_decode_the_models_own_latents(tmp_path, sce
             pred = m.predict_normalized(batch["image"], Expected())[:, 0]
             return silog_loss(pred, (batch["depth"][:, 0] + 1) / 2, batch["valid"]).item()
 
-    def run(name, trainable, steps):
+    def predicted_absrel(m):
+        with torch.no_grad():
+            pred = m.predict_normalized(batch["image"], Expected())[:, 0]
+            return absrel_loss(pred, (batch["depth"][:, 0] + 1) / 2, batch["valid"]).item()
+
+    def run(name, trainable, steps, silog=10.0, absrel=0.0, score=predicted_silog):
         cfg = TrainConfig(out_dir=str(tmp_path / name), method="depthart", own_inputs="expect", preset="tiny",
-                          data=f"rendered:{scenes}", depth_silog=10.0, lr=3e-3, batch_size=6, steps=steps,
-                          save_every=steps, seed=2, trainable=trainable)
+                          data=f"rendered:{scenes}", depth_silog=silog, depth_absrel=absrel, lr=3e-3, batch_size=6,
+                          steps=steps, save_every=steps, seed=2, trainable=trainable)
         t = Trainer(cfg, log=None)
         before = {k: v.clone() for k, v in t.model.state_dict().items()}
-        first = predicted_silog(t.model)
+        first = score(t.model)
         t.fit()
         moved = {k for k, v in t.model.state_dict().items() if not torch.equal(v, before[k])}
-        return t.model, first, predicted_silog(t.model), moved
+        return t.model, first, score(t.model), moved
 
     decoder = ("vae.post_quant_conv.", "vae.decoder.")
     model, first, last, moved = run("decoder", "decoder", 25)
     assert moved and all(k.startswith(decoder) for k in moved), sorted(moved)[:5]
     assert any(k.startswith("vae.decoder.") for k in moved) and any(k.startswith("vae.post_quant_conv.") for k in moved)
     assert last < 0.85 * first, (first, last)
+    _, first, last, moved = run("absrel", "decoder", 25, silog=0.0, absrel=10.0, score=predicted_absrel)
+    assert moved and all(k.startswith(decoder) for k in moved) and last < 0.98 * first, (first, last)  # L1-like: slow
     _, _, _, moved = run("both", "transformer+decoder", 2)
     assert any(k.startswith(decoder) for k in moved) and any(not k.startswith("vae.") for k in moved)
     assert not any(k.startswith(("vae.encoder.", "vae.quant")) for k in moved)
@@ -502,3 +509,26 @@ def test_a_trained_decoder_learns_to_decode_the_models_own_latents(tmp_path, sce
     r = CliRunner().invoke(main, ["train", "--method", "var", "--preset", "tiny", "-o", str(tmp_path / "c"),
                                   "--trainable", "decoder"])
     assert r.exit_code != 0 and "depth_silog" in r.output and "Traceback" not in r.output, r.output
+    with pytest.raises(DepthartError, match="depth_absrel"):
+        TrainConfig(out_dir=str(tmp_path / "x"), method="vqvae", depth_absrel=1.0)
+
+
+def test_absrel_loss_is_the_metrics_median_scaled_absrel():
+    """vqvae_train.absrel_loss on a batch of maps == the mean of depthart.metrics' median-scaled AbsRel per map
+    (maps in range, so the metric's clipping does nothing), and it differs from SILog's symmetry: a map twice too far
+    costs more than one half too near."""
+    from depthart.metrics import evaluate
+    from depthart.train.vqvae_train import absrel_loss
+
+    g = torch.Generator().manual_seed(5)
+    target = torch.rand(3, 12, 12, generator=g) * 0.9 + 0.1
+    pred = target * torch.exp(torch.randn(3, 12, 12, generator=g) * 0.3)
+    valid = torch.rand(3, 12, 12, generator=g) > 0.2
+    want = np.mean([evaluate(p.numpy(), t.numpy() * 7.0, v.numpy(), alignment="median_scale",
+                             depth_range=(1e-3, 200))["abs_rel"] for p, t, v in zip(pred, target, valid)])
+    assert absrel_loss(pred, target, valid).item() == pytest.approx(want, rel=1e-5)
+    flat, near = torch.ones(1, 4, 4), torch.ones(1, 4, 4)
+    far = flat.clone()
+    far[0, :2], near[0, :2] = 2.0, 0.5  # part of the map off by x2 / x0.5; the median stays on the rest
+    far[0, 0], near[0, 0] = 1.0, 1.0
+    assert absrel_loss(far, flat).item() > absrel_loss(near, flat).item() > 0

@@ -144,12 +144,15 @@ def _run(cfg, resume: bool):
                  help="Add S x a scale-invariant log loss on the depth that the frozen decoder makes of the latent the "
                       "`expect` sampler builds from every scale's logits (relative errors near and far count alike, as "
                       "AbsRel counts them; the decoder runs in every step). 0 = off (default)."),
+    click.option("--depth-absrel", type=click.FloatRange(min=0), default=None,
+                 help="Weight of AbsRel after median scaling (the metric itself) on the same decoded depth as "
+                      "--depth-silog; asymmetric (a map too far costs more than one too near). 0 = off (default)."),
     click.option("--own-inputs", type=click.Choice(["greedy", "expect"]), default=None,
                  help="depthart: what of its own prediction the loop feeds on: greedy (the argmax code, the paper's; "
                       "default) or expect (the expected code vector, so training runs the `expect` sampler's loop)."),
     click.option("--trainable", type=click.Choice(["transformer", "decoder", "transformer+decoder"]), default=None,
                  help="What trains: the transformer (default), the VQ-VAE's decoder, or both. The decoder learns from "
-                      "--depth-silog alone: it is taught to decode the latents the model itself builds (with "
+                      "--depth-silog / --depth-absrel alone: it is taught to decode the latents the model itself builds (with "
                       "--method depthart --own-inputs expect, exactly the `expect` sampler's)."),
     click.option("--cache-latents/--no-cache-latents", default=None,
                  help="Finite data (rendered:FOLDER, synthetic:N): run the frozen VQ-VAE over every sample once and "

@@ -239,16 +239,21 @@ def expected_latent(model, logits_list) -> torch.Tensor:
     return f_hat
 
 
-def _add_depth_silog(loss, metrics, model, logits_list, batch: dict, weight: float):
-    """loss + weight * SILog of the decoded `expected_latent` vs batch["depth"] on batch["valid"] (recorded as
-    depth_silog); unchanged for weight 0."""
-    if weight <= 0:
+def _add_depth_losses(loss, metrics, model, logits_list, batch: dict, silog: float, absrel: float = 0.0):
+    """loss + silog * SILog + absrel * AbsRel (median-scaled) of the decoded `expected_latent` vs batch["depth"] on
+    batch["valid"] (recorded as depth_silog, depth_absrel); the decoder runs once; unchanged for weights 0."""
+    if silog <= 0 and absrel <= 0:
         return loss
-    from .vqvae_train import decoded_silog
+    from .vqvae_train import absrel_loss, decoded_depth, depth_of, silog_loss
 
-    s = decoded_silog(model.vae, expected_latent(model, logits_list), batch["depth"], batch.get("valid"))
-    metrics["depth_silog"] = s.item()
-    return loss + weight * s
+    pred, target, valid = decoded_depth(model.vae, expected_latent(model, logits_list)), depth_of(batch["depth"]), \
+        batch.get("valid")
+    for name, weight, fn in (("depth_silog", silog, silog_loss), ("depth_absrel", absrel, absrel_loss)):
+        if weight > 0:
+            term = fn(pred, target, valid)
+            metrics[name] = term.item()
+            loss = loss + weight * term
+    return loss
 
 
 @torch.no_grad()
@@ -266,7 +271,7 @@ def _batch_f_D(model, batch: dict) -> torch.Tensor:
 
 def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float = REC_WEIGHT, cache_dtype=None,
                   balance: float = 0.0, soft_tau: float = 0.0, code_mse: float = 0.0, prefix_aux: float = 0.0,
-                  depth_silog: float = 0.0, inputs: str = "greedy"):
+                  depth_silog: float = 0.0, inputs: str = "greedy", depth_absrel: float = 0.0):
     """The DepthART objective on a batch {"image", "depth"}. Returns (loss, metrics dict).
 
     CE over the scales' dynamic targets; with `rec_loss` the last scale is left out of the CE and
@@ -286,13 +291,14 @@ def depthart_loss(model, batch: dict, rec_loss: bool = False, rec_weight: float 
         acc.append((out.tokens[-1] == out.targets[-1]).float().mean().item())
     loss = _add_code_mse(loss, metrics, model, out.logits, out.residuals[: len(out.logits)], code_mse, balance)
     loss = _add_prefix_aux(loss, metrics, model, out.prefix_logits, f_D, prefix_aux, balance, code_mse)
-    loss = _add_depth_silog(loss, metrics, model, out.logits, batch, depth_silog)
+    loss = _add_depth_losses(loss, metrics, model, out.logits, batch, depth_silog, depth_absrel)
     metrics.update(loss=loss.item(), acc=acc)
     return loss, metrics
 
 
 def teacher_forcing_loss(model, batch: dict, cache_dtype=None, balance: float = 0.0, soft_tau: float = 0.0,
-                        code_mse: float = 0.0, prefix_aux: float = 0.0, depth_silog: float = 0.0):
+                        code_mse: float = 0.0, prefix_aux: float = 0.0, depth_silog: float = 0.0,
+                        depth_absrel: float = 0.0):
     """VAR teacher forcing: GT multi-scale tokens of the depth as inputs and targets, one masked pass.
 
     Returns (loss, metrics dict with loss, ce, acc per scale).
@@ -315,7 +321,7 @@ def teacher_forcing_loss(model, batch: dict, cache_dtype=None, balance: float = 
     metrics = {"ce": ce.item()}
     loss = _add_code_mse(ce, metrics, model, per_scale, residuals, code_mse, balance)
     loss = _add_prefix_aux(loss, metrics, model, prefix_logits, f_D, prefix_aux, balance, code_mse)
-    loss = _add_depth_silog(loss, metrics, model, per_scale, batch, depth_silog)
+    loss = _add_depth_losses(loss, metrics, model, per_scale, batch, depth_silog, depth_absrel)
     metrics.update(loss=loss.item(), acc=acc)
     return loss, metrics
 

@@ -90,6 +90,9 @@ class TrainConfig:
     # transformer methods, of the latent the `expect` sampler builds (losses.expected_latent); with image_to_depth
     # (train-vqvae), of the image's latent
     depth_silog: float = 0.0
+    # transformer methods, > 0: + depth_absrel * AbsRel after median scaling (vqvae_train.absrel_loss) of the same
+    # decoded depth: the metric itself, asymmetric where SILog is not
+    depth_absrel: float = 0.0
     # depthart: what of its own prediction the loop feeds on, "greedy" (the paper's argmax code) or "expect" (the
     # expected code vector: the loop is then the `expect` sampler's inference loop; losses.refine_loop)
     own_inputs: str = "greedy"
@@ -134,6 +137,13 @@ class TrainConfig:
             problems.append("image_to_depth and depth_pin must be >= 0")
         if self.depth_silog < 0:
             problems.append("depth_silog must be >= 0")
+        if self.depth_absrel < 0:
+            problems.append("depth_absrel must be >= 0")
+        elif self.depth_absrel > 0 and self.method == "vqvae":
+            problems.append("depth_absrel scores the transformer's decoded depth: use it with method depthart or var")
+        elif self.depth_absrel > 0 and self.method == "depthart" and self.rec_loss:
+            problems.append("depth_absrel needs the logits of every scale; rec_loss replaces the last scale's: "
+                            "use one of them")
         if self.depth_silog > 0 and self.method == "vqvae" and self.image_to_depth <= 0:
             problems.append("depth_silog in train-vqvae is part of image_to_depth training: set image_to_depth > 0 "
                             "as well")
@@ -149,8 +159,9 @@ class TrainConfig:
         elif self.trainable != "transformer" and self.method == "vqvae":
             problems.append("trainable chooses the parts of a transformer run (method depthart or var); train-vqvae "
                             "trains the VQ-VAE")
-        elif "decoder" in self.trainable and self.depth_silog <= 0:
-            problems.append("a trained decoder learns only from the decoded depth: set depth_silog > 0 as well")
+        elif "decoder" in self.trainable and self.depth_silog <= 0 and self.depth_absrel <= 0:
+            problems.append("a trained decoder learns only from the decoded depth: set depth_silog or depth_absrel "
+                            "> 0 as well")
         if self.image_to_depth > 0 and self.method != "vqvae":
             problems.append("image_to_depth trains the VQ-VAE's encoder: use it with method vqvae (train-vqvae)")
         if self.image_to_depth > 0 and not (self.init or self.init_vae):
@@ -371,12 +382,12 @@ class Trainer:
                                               cache_dtype=torch.bfloat16 if self.amp else None,
                                               balance=cfg.scale_balance, soft_tau=cfg.soft_tau, code_mse=cfg.code_mse,
                                               prefix_aux=cfg.prefix_aux, depth_silog=cfg.depth_silog,
-                                              inputs=cfg.own_inputs)
+                                              inputs=cfg.own_inputs, depth_absrel=cfg.depth_absrel)
             elif cfg.method == "var":
                 loss, metrics = teacher_forcing_loss(self.model, batch, cache_dtype=torch.bfloat16 if self.amp else None,
                                                      balance=cfg.scale_balance, soft_tau=cfg.soft_tau,
                                                      code_mse=cfg.code_mse, prefix_aux=cfg.prefix_aux,
-                                                     depth_silog=cfg.depth_silog)
+                                                     depth_silog=cfg.depth_silog, depth_absrel=cfg.depth_absrel)
             elif self.ref_vae is not None:
                 loss, metrics = image_to_depth_loss(self.model.vae, self.ref_vae, batch["image"], batch["depth"],
                                                     cfg.image_to_depth, cfg.depth_pin, cfg.depth_silog,

@@ -105,11 +105,36 @@ def silog_loss(pred_BHW: torch.Tensor, target_BHW: torch.Tensor, valid_BHW: torc
     return (m2 - lam * m1 * m1).mean()
 
 
+def absrel_loss(pred_BHW: torch.Tensor, target_BHW: torch.Tensor, valid_BHW: torch.Tensor | None = None,
+                floor: float = 1e-3) -> torch.Tensor:
+    """AbsRel after median scaling, as `depthart.metrics` scores a map (mean over the batch): each map is scaled by
+    the lower median of target / pred over its valid pixels (no gradient through the scale), then
+    mean(|s * pred - target| / target). Both maps floored at `floor`. Unlike SILog it is asymmetric: a map twice
+    too far costs 1, half too near 0.5, so it pulls an unsure prediction toward the near side, as the metric does."""
+    p, t = pred_BHW.clamp(min=floor), target_BHW.clamp(min=floor)
+    v = torch.ones_like(p, dtype=torch.bool) if valid_BHW is None else valid_BHW.bool()
+    with torch.no_grad():
+        ratio = torch.where(v, t / p, torch.full_like(p, float("nan"))).flatten(1)
+        scale = ratio.nanquantile(0.5, dim=1, interpolation="lower").nan_to_num(1.0)
+    err = (scale[:, None, None] * p - t).abs() / t * v
+    return (err.sum((1, 2)) / v.sum((1, 2)).clamp(min=1)).mean()
+
+
+def decoded_depth(vae, f_BChw: torch.Tensor) -> torch.Tensor:
+    """The relative depth (B, H, W) in ~[0, 1] that the decoder makes of a latent: its unclamped output (so the
+    gradient reaches the ends of the range), channels averaged."""
+    return (vae.decode(f_BChw, clamp=False).float() + 1).mean(1) / 2
+
+
+def depth_of(depth_B3HW: torch.Tensor) -> torch.Tensor:
+    """The normalised 3-channel depth map (B, 3, H, W) in [-1, 1] -> relative depth (B, H, W) in [0, 1]."""
+    return (depth_B3HW[:, 0].float() + 1) / 2
+
+
 def decoded_silog(vae, f_BChw: torch.Tensor, depth_B3HW: torch.Tensor, valid_BHW: torch.Tensor | None = None):
-    """`silog_loss` of the depth the decoder makes of a latent (its unclamped output, so the gradient reaches
-    the ends of the range) against the normalised 3-channel depth map, on the valid pixels."""
-    pred = (vae.decode(f_BChw, clamp=False).float() + 1).mean(1) / 2
-    return silog_loss(pred, (depth_B3HW[:, 0].float() + 1) / 2, valid_BHW)
+    """`silog_loss` of the depth the decoder makes of a latent (`decoded_depth`) against the normalised 3-channel
+    depth map, on the valid pixels."""
+    return silog_loss(decoded_depth(vae, f_BChw), depth_of(depth_B3HW), valid_BHW)
 
 
 def image_to_depth_loss(vae, ref, image_B3HW: torch.Tensor, depth_B3HW: torch.Tensor, weight: float, pin: float,
