@@ -27,7 +27,8 @@ from depthart.evaluation.runner import checkpoint_hash
 LIMIT_MB = 25.0
 RUNS = {"tf": "var", "tf2": "var", "da": "depthart", "tflong": "var", "tfcode": "var", "tfcode2": "var",
         "dacode": "depthart", "tfcode3": "var", "tfaux": "var",
-        "tfcode4": "var", "tfenc": "var", "tfenc2": "var", "tfsilog": "var", "tfsilog2": "var"}  # run folder -> training method of its last stage
+        "tfcode4": "var", "tfenc": "var", "tfenc2": "var", "tfsilog": "var", "tfsilog2": "var",
+        "dec": "depthart"}  # run folder -> training method of its last stage
 
 
 def main() -> None:

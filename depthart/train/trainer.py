@@ -52,7 +52,7 @@ from .vqvae_train import CodeUsage, image_to_depth_loss, vqvae_loss
 
 METHODS = ("depthart", "var", "vqvae")
 # what a transformer run (depthart, var) trains: the transformer, the VQ-VAE's decoder (post_quant_conv + decoder:
-# taught to decode the latents the model itself builds, through depth_silog), or both
+# taught to decode the latents the model itself builds, through depth_silog / depth_absrel), or both
 TRAINABLE = ("transformer", "decoder", "transformer+decoder")
 DECODER_PREFIXES = ("vae.post_quant_conv.", "vae.decoder.")
 MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "model_ema.safetensors", "train_state.pt"
@@ -96,7 +96,8 @@ class TrainConfig:
     # depthart: what of its own prediction the loop feeds on, "greedy" (the paper's argmax code) or "expect" (the
     # expected code vector: the loop is then the `expect` sampler's inference loop; losses.refine_loop)
     own_inputs: str = "greedy"
-    # transformer methods: which parts train (TRAINABLE); a trained decoder needs depth_silog, its only loss
+    # transformer methods: which parts train (TRAINABLE); a trained decoder needs depth_silog or depth_absrel, its
+    # only losses
     trainable: str = "transformer"
     save_every: int = 1000
     keep_checkpoints: bool = False  # also keep a copy of each checkpoint's weights in ckpt/ (curves)
