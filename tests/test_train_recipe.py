@@ -414,12 +414,21 @@ def test_expected_latent_is_the_latent_the_expect_sampler_builds(model):
         expected_latent(model, seen[:-1])
 
 
+def _expect_map_score(model, batch, loss_fn) -> float:
+    """loss_fn (silog_loss, absrel_loss) of the depth the `expect` sampler predicts for the batch, against its target."""
+    from depthart.sampling import Expected
+    from depthart.train.vqvae_train import depth_of
+
+    with torch.no_grad():
+        return loss_fn(model.predict_normalized(batch["image"], Expected())[:, 0], depth_of(batch["depth"]),
+                       batch["valid"]).item()
+
+
 @pytest.mark.parametrize("method,inputs", [("var", "greedy"), ("depthart", "greedy"), ("depthart", "expect")])
 def test_depth_silog_trains_the_transformer_on_its_decoded_depth(tmp_path, scenes, method, inputs):
     """train --depth-silog S: the depth decoded from what the `expect` sampler builds moves toward the target in
     log space, more than the same run without the term; the VQ-VAE stays frozen."""
     from depthart.errors import DepthartError
-    from depthart.sampling import Expected
     from depthart.train.vqvae_train import silog_loss
 
     with pytest.raises(DepthartError, match="rec_loss"):
@@ -427,9 +436,7 @@ def test_depth_silog_trains_the_transformer_on_its_decoded_depth(tmp_path, scene
     batch = next(iter(make_loader(RenderedDataset(scenes), 16, 6)))
 
     def predicted_silog(m):
-        with torch.no_grad():
-            pred = m.predict_normalized(batch["image"], Expected())[:, 0]
-            return silog_loss(pred, (batch["depth"][:, 0] + 1) / 2, batch["valid"]).item()
+        return _expect_map_score(m, batch, silog_loss)
 
     def run(name, weight):
         cfg = TrainConfig(out_dir=str(tmp_path / name), method=method, preset="tiny", data=f"rendered:{scenes}",
@@ -454,21 +461,16 @@ def test_a_trained_decoder_learns_to_decode_the_models_own_latents(tmp_path, sce
     the `expect` loop builds (the transformer and the encoder as they were) moves toward the target; with
     transformer+decoder both move; the latent cache's key ignores the decoder; bad combinations are refused."""
     from depthart.errors import DepthartError
-    from depthart.sampling import Expected
     from depthart.train.latent_cache import vae_hash
     from depthart.train.vqvae_train import absrel_loss, silog_loss
 
     batch = next(iter(make_loader(RenderedDataset(scenes), 16, 6)))
 
     def predicted_silog(m):
-        with torch.no_grad():
-            pred = m.predict_normalized(batch["image"], Expected())[:, 0]
-            return silog_loss(pred, (batch["depth"][:, 0] + 1) / 2, batch["valid"]).item()
+        return _expect_map_score(m, batch, silog_loss)
 
     def predicted_absrel(m):
-        with torch.no_grad():
-            pred = m.predict_normalized(batch["image"], Expected())[:, 0]
-            return absrel_loss(pred, (batch["depth"][:, 0] + 1) / 2, batch["valid"]).item()
+        return _expect_map_score(m, batch, absrel_loss)
 
     def run(name, trainable, steps, silog=10.0, absrel=0.0, score=predicted_silog):
         cfg = TrainConfig(out_dir=str(tmp_path / name), method="depthart", own_inputs="expect", preset="tiny",
