@@ -56,6 +56,11 @@ class ModelConfig:
     vae_num_res_blocks: int = 2
     quant_resi: float = 0.5  # phi(h) = (1 - r) h + r conv(h)
     share_quant_resi: int = 4  # number of shared phi convs
+    # the image side: 0 = images go through the VQ-VAE's own encoder (VAR's and the paper's: one encoder for
+    # images and depth maps); N >= 1 = an untied image encoder (`vae.image_encoder`, `vae.image_quant_conv`) of
+    # the encoder's shape with N residual blocks per level, so the image side can learn (train-vqvae
+    # --image-to-depth) without moving the depth maps' tokens (docs/experiments.md section 16)
+    image_res_blocks: int = 0
 
     def __post_init__(self):
         # lists (from JSON) become tuples so the config stays hashable
@@ -72,6 +77,8 @@ class ModelConfig:
             problems.append(f"VQ-VAE channels {self.vae_ch} x {self.vae_ch_mult} must be multiples of 32 (GroupNorm)")
         if self.share_quant_resi < 1:
             problems.append("share_quant_resi must be >= 1")
+        if self.image_res_blocks < 0:
+            problems.append("image_res_blocks must be >= 0 (0: the VQ-VAE's own encoder reads the images)")
         if problems:
             raise ValueError("invalid ModelConfig: " + "; ".join(problems))
 

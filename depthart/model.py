@@ -254,8 +254,9 @@ class DepthART(nn.Module):
     @torch.no_grad()
     def image_latents(self, img_B3HW: torch.Tensor) -> torch.Tensor:
         """The image's pyramid for the prefix (B, L, cvae): the frozen VQ-VAE's cumulative
-        reconstruction after each scale, bicubic-resized to that scale's grid."""
-        _, f_hats = self.vae.quantize.tokenize(self.vae.encode(img_B3HW))
+        reconstruction after each scale, bicubic-resized to that scale's grid (the image's latent from
+        `vae.encode_image`: the untied image encoder's where the model has one)."""
+        _, f_hats = self.vae.quantize.tokenize(self.vae.encode_image(img_B3HW))
         parts = [resize(f_hat, pn, "bicubic").flatten(2).transpose(1, 2) for pn, f_hat in zip(self.cfg.patch_nums, f_hats)]
         return torch.cat(parts, dim=1)
 
@@ -392,3 +393,14 @@ class DepthART(nn.Module):
         x = torch.from_numpy(to_model_input(img, self.cfg.image_size))[None].to(self.pos_1LC.device)
         depth = self.predict_normalized(x, sampler)[0, 0].float().cpu().numpy()
         return resize_depth(depth, img.height, img.width)
+
+
+def untie_image_encoder(model: DepthART, res_blocks: int) -> DepthART:
+    """`model` with its images read by an untied image encoder of `res_blocks` residual blocks per level
+    (`vqvae.untie_image_encoder`: the same prefix as before to float rounding, the depth side unchanged); in place,
+    also returned. Its config records the new image side (ModelConfig.image_res_blocks)."""
+    from .vqvae import untie_image_encoder as untie_vae
+
+    model.vae = untie_vae(model.vae, res_blocks)
+    model.cfg = model.vae.cfg
+    return model

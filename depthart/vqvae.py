@@ -290,10 +290,26 @@ class VQVAE(nn.Module):
         self.quantize = MultiScaleQuantizer(cfg)
         self.quant_conv = nn.Conv2d(cfg.cvae, cfg.cvae, 3, padding=1)
         self.post_quant_conv = nn.Conv2d(cfg.cvae, cfg.cvae, 3, padding=1)
+        if cfg.image_res_blocks:  # an untied image side (ModelConfig.image_res_blocks)
+            self.image_encoder = Encoder(cfg.vae_ch, cfg.vae_ch_mult, cfg.image_res_blocks, cfg.cvae)
+            self.image_quant_conv = nn.Conv2d(cfg.cvae, cfg.cvae, 3, padding=1)
+
+    @property
+    def untied(self) -> bool:
+        """Whether images have their own encoder (`encode_image`) rather than the VQ-VAE's."""
+        return hasattr(self, "image_encoder")
 
     def encode(self, img_B3HW: torch.Tensor) -> torch.Tensor:
-        """Image in [-1, 1] -> continuous latent f (B, cvae, last, last), not quantised."""
+        """Image in [-1, 1] -> continuous latent f (B, cvae, last, last), not quantised. The VQ-VAE's own
+        encoder: what depth maps (the targets' tokens) go through, and images too unless `untied`."""
         return self.quant_conv(self.encoder(img_B3HW))
+
+    def encode_image(self, img_B3HW: torch.Tensor) -> torch.Tensor:
+        """The RGB image's latent (B, cvae, last, last) for the transformer's prefix: the untied image encoder's
+        if the model has one, else `encode`'s."""
+        if self.untied:
+            return self.image_quant_conv(self.image_encoder(img_B3HW))
+        return self.encode(img_B3HW)
 
     def decode(self, f_hat_BChw: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         """Latent -> image in [-1, 1] (clamped; clamp=False: the raw output, for losses whose gradient must not
@@ -306,3 +322,30 @@ class VQVAE(nn.Module):
 
     def img_to_reconstruction(self, img_B3HW: torch.Tensor) -> torch.Tensor:
         return self.decode(self.quantize.tokenize(self.encode(img_B3HW))[1][-1])
+
+
+def untie_image_encoder(vae: VQVAE, res_blocks: int) -> VQVAE:
+    """A copy of `vae` with an untied image encoder of `res_blocks` residual blocks per level that computes what
+    `vae.encode_image` computes now (to float rounding): the existing image side (the shared encoder, or an
+    untied one) fills the first blocks of each level, every added block starts as the identity (its last conv,
+    and its attention's output projection at the attended level, zero). The depth side is copied unchanged."""
+    have = vae.cfg.image_res_blocks or vae.cfg.vae_num_res_blocks
+    if res_blocks < have:
+        raise ValueError(f"an image encoder of {res_blocks} residual blocks per level cannot hold the {have} "
+                         "this VQ-VAE's image side has; pass at least that many")
+    out = VQVAE(vae.cfg.replace(image_res_blocks=res_blocks)).to(next(vae.parameters()).device)
+    src_enc, src_conv = (vae.image_encoder, vae.image_quant_conv) if vae.untied else (vae.encoder, vae.quant_conv)
+    state = {k: v for k, v in vae.state_dict().items() if not k.startswith(("image_encoder.", "image_quant_conv."))}
+    state.update({f"image_quant_conv.{k}": v for k, v in src_conv.state_dict().items()})
+    src = src_enc.state_dict()
+    state.update({f"image_encoder.{k}": v for k, v in src.items()})
+    for name, p in out.image_encoder.state_dict().items():
+        key = f"image_encoder.{name}"
+        if key not in state:  # an added block: random, then made the identity
+            state[key] = p.clone()
+            if ".conv2." in name or ".proj_out." in name:
+                state[key].zero_()
+    out.load_state_dict(state, strict=True)
+    for p in out.parameters():
+        p.requires_grad_(False)
+    return out.to(next(vae.parameters()).dtype)

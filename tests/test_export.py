@@ -229,3 +229,29 @@ def test_export_output_has_no_torchvision_lines():
     finally:
         log.removeHandler(handler)
     assert [r.getMessage() for r in records] == ["a real warning"]
+
+
+def test_an_untied_image_encoder_exports_with_parity(tmp_path):
+    """A model whose images have their own encoder (ModelConfig.image_res_blocks) exports that encoder in the
+    prefix graph: the bundle's loop matches eager, and differs from what the depth maps' encoder would give."""
+    from conftest import randomize_
+    from depthart.checkpoint import load_checkpoint, save_checkpoint
+    from depthart.model import DepthART
+
+    cfg = get_preset("tiny").replace(image_res_blocks=2)
+    torch.manual_seed(0)
+    save_checkpoint(randomize_(DepthART(cfg).eval(), seed=2), tmp_path / "untied.safetensors")
+    model = load_checkpoint(tmp_path / "untied.safetensors")
+    assert model.vae.untied
+    export_bundle(model, tmp_path / "bundle", source="untied", check=False)
+    m = read_manifest(tmp_path / "bundle")
+    img = parity_image(cfg.image_size, batch=2, seed=5)
+    got = run_loop(ort_runner(tmp_path / "bundle", m), cfg, img)
+    with torch.no_grad():
+        depth = model.decode_depth(model.generate(torch.from_numpy(img))).numpy()
+        shared = DepthART(get_preset("tiny")).eval()
+        shared.load_state_dict({k: v for k, v in model.state_dict().items()
+                                if not k.startswith(("vae.image_encoder.", "vae.image_quant_conv."))})
+        other = shared.decode_depth(shared.generate(torch.from_numpy(img))).numpy()
+    np.testing.assert_allclose(got["depth"], depth, atol=1e-4)
+    assert np.abs(other - depth).max() > 1e-3

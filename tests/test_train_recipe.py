@@ -333,6 +333,83 @@ def test_image_to_depth_trains_only_the_encoder_toward_the_depth_latents(tmp_pat
         assert torch.equal(v, start.vae.state_dict()[k]), k
 
 
+def test_an_untied_image_encoder_starts_as_the_image_side_and_trains_alone(tmp_path, scenes):
+    """train-vqvae --image-to-depth --untie-image-encoder N: the images get their own encoder (N residual blocks per
+    level) that first computes the prefix the shared encoder did; training moves its latents toward the depth
+    latents and moves nothing else, so the depth maps' tokens stay exactly where they were (no pin needed); the
+    checkpoint records the new image side and loads back; a second segment grows it again."""
+    from depthart.checkpoint import load_checkpoint, read_config, save_checkpoint
+    from depthart.errors import DepthartError
+    from depthart.model import untie_image_encoder
+
+    torch.manual_seed(6)
+    start = randomize_(DepthART(get_preset("tiny"))).eval()
+    save_checkpoint(start, tmp_path / "start.safetensors", {})
+    batch = next(iter(make_loader(RenderedDataset(scenes), 16, 6)))
+    import copy
+
+    grown = untie_image_encoder(copy.deepcopy(start), 2)
+    assert grown.cfg.image_res_blocks == 2 and grown.vae.untied and not start.vae.untied
+    with torch.no_grad():
+        torch.testing.assert_close(grown.image_latents(batch["image"]), start.image_latents(batch["image"]),
+                                   rtol=0, atol=1e-5)
+        assert torch.equal(grown.vae.encode(batch["depth"]), start.vae.encode(batch["depth"]))
+    with pytest.raises(ValueError, match="at least"):
+        untie_image_encoder(copy.deepcopy(grown), 1)
+    with pytest.raises(DepthartError, match="image_to_depth > 0"):
+        TrainConfig(out_dir=str(tmp_path / "x"), method="vqvae", preset=None, init=str(tmp_path / "start.safetensors"),
+                    untie_image_encoder=2)
+
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), method="vqvae", preset=None, init=str(tmp_path / "start.safetensors"),
+                      data=f"rendered:{scenes}", image_to_depth=1.0, depth_silog=0.5, untie_image_encoder=2, lr=3e-3,
+                      batch_size=6, steps=40, save_every=40)
+    t = Trainer(cfg, log=None)
+    trained = {n for n, p in t.model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith(("vae.image_encoder.", "vae.image_quant_conv.")) for n in trained)
+    assert any(".block.1." in n for n in trained)  # the added blocks train
+
+    def image_gap(model):
+        with torch.no_grad():
+            return (model.vae.encode_image(batch["image"]) - start.vae.encode(batch["depth"])).pow(2).mean().item()
+
+    before = image_gap(t.model)
+    t.fit()
+    after = image_gap(t.model)
+    assert after < 0.5 * before, (before, after)
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert "img_to_depth" in rows[-1] and "depth_pin" not in rows[-1]
+    s0 = start.state_dict()
+    for k, v in t.model.state_dict().items():
+        if not k.startswith(("vae.image_encoder.", "vae.image_quant_conv.")):
+            assert torch.equal(v, s0[k]), k  # the depth side, the decoder, the transformer: untouched
+    saved = tmp_path / "run" / MODEL_FILE
+    assert read_config(saved).image_res_blocks == 2
+    back = load_checkpoint(saved).eval()
+    with torch.no_grad():
+        assert torch.equal(back.image_latents(batch["image"]), t.model.eval().image_latents(batch["image"]))
+        assert not torch.allclose(back.image_latents(batch["image"]), start.image_latents(batch["image"]))
+    # a second segment from the trained checkpoint trains its image encoder without the option, or grows it
+    t2 = Trainer(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "run2"), "init": str(saved),
+                                "untie_image_encoder": 0, "steps": 1}), log=None)
+    assert all(n.startswith(("vae.image_encoder.", "vae.image_quant_conv."))
+               for n, p in t2.model.named_parameters() if p.requires_grad)
+    t3 = Trainer(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "run3"), "init": str(saved),
+                                "untie_image_encoder": 3, "steps": 1}), log=None)
+    assert t3.model.cfg.image_res_blocks == 3
+    with pytest.raises(DepthartError, match="--untie-image-encoder 1"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "run4"), "init": str(saved),
+                               "untie_image_encoder": 1, "steps": 1}), log=None)
+
+
+def test_untie_image_encoder_cli_refuses_it_without_image_to_depth(tmp_path, scenes):
+    from depthart.checkpoint import save_checkpoint
+
+    save_checkpoint(DepthART(get_preset("tiny")), tmp_path / "start.safetensors", {})
+    r = CliRunner().invoke(main, ["train-vqvae", "--init", str(tmp_path / "start.safetensors"), "-o", str(tmp_path / "r"),
+                                  "--data", f"rendered:{scenes}", "--untie-image-encoder", "2", "--steps", "1"])
+    assert r.exit_code != 0 and "image_to_depth > 0" in r.output and "Traceback" not in r.output
+
+
 def test_silog_loss_is_zero_for_the_target_blind_to_scale_and_to_invalid_pixels():
     from depthart.train.vqvae_train import silog_loss
 

@@ -193,6 +193,12 @@ def train_cmd(method, **kw):
     click.option("--depth-pin", type=click.FloatRange(min=0), default=None,
                  help="With --image-to-depth: weight of holding the depth maps' latents where the starting VQ-VAE "
                       "put them, so the transformer's depth tokens keep their meaning (default 4)."),
+    click.option("--untie-image-encoder", "untie_image_encoder", type=click.IntRange(min=1), default=None,
+                 metavar="N",
+                 help="With --image-to-depth: give the images their own encoder of N residual blocks per level, "
+                      "started as the current image side (added blocks as the identity), and train only it: the "
+                      "depth maps' encoder and tokens stay exactly as they are (no --depth-pin needed). A model whose "
+                      "images already have their own encoder trains that one without this option."),
     click.option("--depth-silog", type=click.FloatRange(min=0), default=None,
                  help="With --image-to-depth: weight of a scale-invariant log loss on the depth that the frozen decoder "
                       "makes of the image's latent (relative errors near and far count alike, as AbsRel counts them; "

@@ -118,6 +118,11 @@ class TrainConfig:
     # it put them (depth_pin x MSE): the image prefix then carries depth (vqvae_train.image_to_depth_loss)
     image_to_depth: float = 0.0
     depth_pin: float = 4.0
+    # with image_to_depth, N > 0: first give the images their own encoder of N residual blocks per level
+    # (ModelConfig.image_res_blocks; vqvae.untie_image_encoder: it starts as the current image side, the added blocks
+    # the identity); only it trains, the depth maps' encoder and tokens stay exactly as they are (no pin needed).
+    # A model whose images already have their own encoder trains that one with or without this option.
+    untie_image_encoder: int = 0
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -163,6 +168,11 @@ class TrainConfig:
         elif "decoder" in self.trainable and self.depth_silog <= 0 and self.depth_absrel <= 0:
             problems.append("a trained decoder learns only from the decoded depth: set depth_silog or depth_absrel "
                             "> 0 as well")
+        if self.untie_image_encoder < 0:
+            problems.append("untie_image_encoder must be >= 0")
+        elif self.untie_image_encoder > 0 and self.image_to_depth <= 0:
+            problems.append("untie_image_encoder gives the images their own encoder for image_to_depth training: "
+                            "set image_to_depth > 0 (train-vqvae --image-to-depth W)")
         if self.image_to_depth > 0 and self.method != "vqvae":
             problems.append("image_to_depth trains the VQ-VAE's encoder: use it with method vqvae (train-vqvae)")
         if self.image_to_depth > 0 and not (self.init or self.init_vae):
@@ -268,9 +278,11 @@ class Trainer:
         vae_only = cfg.method == "vqvae"
         self.model.requires_grad_(False)
         self.ref_vae = None
-        if cfg.image_to_depth > 0:  # the encoder alone; the starting VQ-VAE gives the depth latents
+        if cfg.image_to_depth > 0:  # the image side alone; the starting VQ-VAE gives the depth latents
             self.ref_vae = self._reference_vae()
-            self.params = [p for n, p in self.model.named_parameters() if n.startswith(("vae.encoder.", "vae.quant_conv."))]
+            image_side = (("vae.image_encoder.", "vae.image_quant_conv.") if self.model.vae.untied
+                          else ("vae.encoder.", "vae.quant_conv."))
+            self.params = [p for n, p in self.model.named_parameters() if n.startswith(image_side)]
         elif vae_only:
             self.params = [p for n, p in self.model.named_parameters() if n.startswith("vae.")]
         else:
@@ -309,6 +321,13 @@ class Trainer:
         model = self._build_init_model()
         if cfg.init_vae:
             self._load_vae(model, cfg.init_vae)
+        if cfg.untie_image_encoder:
+            from ..model import untie_image_encoder
+
+            try:
+                model = untie_image_encoder(model, cfg.untie_image_encoder)
+            except ValueError as e:
+                raise DepthartError(f"--untie-image-encoder {cfg.untie_image_encoder}: {e}") from None
         return model
 
     def _reference_vae(self):

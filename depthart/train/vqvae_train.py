@@ -150,18 +150,20 @@ def image_to_depth_loss(vae, ref, image_B3HW: torch.Tensor, depth_B3HW: torch.Te
     (PIN_FRACTION: the encoder's convolutions are most of the step). With silog > 0 (`--depth-silog`)
     it adds silog x `silog_loss` of the depth that the (frozen) decoder makes of the image's latent
     against the target, on the valid pixels: the latent MSE treats an error near and far alike, the
-    metric (AbsRel) does not. Only the encoder is meant to train. Returns (loss, metrics).
+    metric (AbsRel) does not. Only the encoder is meant to train. With an untied image encoder
+    (`VQVAE.untied`, `train-vqvae --untie-image-encoder N`) the image's latent is its encoder's and that is what
+    trains; the depth maps' encoder does not, so there is no pin term. Returns (loss, metrics).
     """
     with torch.no_grad():
         f_D = ref.encode(depth_B3HW).float()
-    f_img = vae.encode(image_B3HW).float()
+    f_img = vae.encode_image(image_B3HW).float()
     img = F.mse_loss(f_img, f_D)
     loss, metrics = weight * img, {"img_to_depth": img.item()}
     if silog > 0:
         s = decoded_silog(vae, f_img, depth_B3HW, valid_BHW)
         loss = loss + silog * s
         metrics["depth_silog"] = s.item()
-    if pin > 0:
+    if pin > 0 and not vae.untied:  # an untied image encoder leaves the depth side alone: nothing to hold
         n = max(1, round(len(depth_B3HW) * PIN_FRACTION))
         held = F.mse_loss(vae.encode(depth_B3HW[:n]).float(), f_D[:n])
         loss = loss + pin * held
