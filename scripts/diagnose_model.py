@@ -77,7 +77,7 @@ def prefix_as_depth(model, scene) -> np.ndarray:
     from depthart.preprocess import to_model_input
 
     x = torch.from_numpy(to_model_input(Image.fromarray(scene.rgb), model.cfg.image_size))[None]
-    f_hat = model.vae.quantize.tokenize(model.vae.encode(x))[1][-1]
+    f_hat = model.vae.quantize.tokenize(model.vae.encode_image(x))[1][-1]
     return model.decode_depth(f_hat)[0, 0].numpy()
 
 
