@@ -399,6 +399,17 @@ def test_an_untied_image_encoder_starts_as_the_image_side_and_trains_alone(tmp_p
     with pytest.raises(DepthartError, match="--untie-image-encoder 1"):
         Trainer(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "run4"), "init": str(saved),
                                "untie_image_encoder": 1, "steps": 1}), log=None)
+    # whole-VQ-VAE training would read images with the depth maps' encoder: refused for an untied model
+    with pytest.raises(DepthartError, match="only with --image-to-depth"):
+        Trainer(TrainConfig(out_dir=str(tmp_path / "run5"), method="vqvae", preset=None, init=str(saved),
+                            data=f"rendered:{scenes}", steps=1), log=None)
+    # --init-vae brings its image side along: a tied transformer run takes the untied VQ-VAE whole
+    t6 = Trainer(TrainConfig(out_dir=str(tmp_path / "run6"), method="var", preset=None,
+                             init=str(tmp_path / "start.safetensors"), init_vae=str(saved), data=f"rendered:{scenes}",
+                             steps=1), log=None)
+    assert t6.model.cfg.image_res_blocks == 2 and t6.model.vae.untied
+    with torch.no_grad():
+        assert torch.equal(t6.model.eval().image_latents(batch["image"]), back.image_latents(batch["image"]))
 
 
 def test_untie_image_encoder_cli_refuses_it_without_image_to_depth(tmp_path, scenes):

@@ -276,6 +276,10 @@ class Trainer:
             source = RankView(source, self.rank, self.world)
         self.source = source
         vae_only = cfg.method == "vqvae"
+        if vae_only and cfg.image_to_depth <= 0 and self.model.vae.untied:
+            raise DepthartError("this model's images have their own encoder (image_res_blocks "
+                                f"{self.model_cfg.image_res_blocks}); train-vqvae trains it only with --image-to-depth W "
+                                "(whole-VQ-VAE training reads images with the depth maps' encoder)")
         self.model.requires_grad_(False)
         self.ref_vae = None
         if cfg.image_to_depth > 0:  # the image side alone; the starting VQ-VAE gives the depth latents
@@ -348,6 +352,13 @@ class Trainer:
         diff = [f for f in vae_fields if getattr(other, f) != getattr(model.cfg, f)]
         if diff:
             raise DepthartError(f"--init-vae {path}: its VQ-VAE differs from the model's in {', '.join(diff)}")
+        if other.image_res_blocks != model.cfg.image_res_blocks:  # the image side comes with the VQ-VAE
+            from ..vqvae import VQVAE
+
+            dtype = next(model.vae.parameters()).dtype
+            model.vae = VQVAE(model.cfg.replace(image_res_blocks=other.image_res_blocks)).to(self.device, dtype)
+            model.vae.requires_grad_(False)
+            model.cfg = model.vae.cfg
         weights = {k[4:]: v for k, v in load_file(path, device=str(self.device)).items() if k.startswith("vae.")}
         model.vae.load_state_dict({k: v.to(model.vae.state_dict()[k].dtype) for k, v in weights.items()}, strict=True)
 
