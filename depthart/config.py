@@ -61,11 +61,16 @@ class ModelConfig:
     # the encoder's shape with N residual blocks per level, so the image side can learn (train-vqvae
     # --image-to-depth) without moving the depth maps' tokens (docs/experiments.md section 16)
     image_res_blocks: int = 0
+    # () = none; channels per level = the image first goes through a small U-Net (`depthart.unet.DepthUNet`, these
+    # channels) that guesses its normalised depth map, and the VQ-VAE's own depth encoder makes the prefix's latent
+    # of that guess (`vae.image_unet`; train-vqvae --image-unet; docs/experiments.md section 17)
+    image_unet: tuple[int, ...] = ()
 
     def __post_init__(self):
         # lists (from JSON) become tuples so the config stays hashable
         object.__setattr__(self, "patch_nums", tuple(int(p) for p in self.patch_nums))
         object.__setattr__(self, "vae_ch_mult", tuple(int(m) for m in self.vae_ch_mult))
+        object.__setattr__(self, "image_unet", tuple(int(c) for c in self.image_unet))
         problems = []
         if self.attn not in ATTN_VARIANTS:
             problems.append(f"attn must be one of {ATTN_VARIANTS}, got {self.attn!r}")
@@ -79,6 +84,11 @@ class ModelConfig:
             problems.append("share_quant_resi must be >= 1")
         if self.image_res_blocks < 0:
             problems.append("image_res_blocks must be >= 0 (0: the VQ-VAE's own encoder reads the images)")
+        if self.image_unet and (len(self.image_unet) < 2 or min(self.image_unet) < 1):
+            problems.append(f"image_unet must be () or >= 2 positive channel counts, got {self.image_unet}")
+        if self.image_unet and self.image_res_blocks:
+            problems.append("an image side is either an untied encoder (image_res_blocks) or a U-Net (image_unet), "
+                            "not both")
         if problems:
             raise ValueError("invalid ModelConfig: " + "; ".join(problems))
 

@@ -68,7 +68,9 @@ class KVCache:
     def update(self, layer: int, begin: int, k_BHlc: torch.Tensor, v_BHlc: torch.Tensor):
         """Write positions [begin, begin + l) of block `layer`; return its k, v up to begin + l."""
         end = begin + k_BHlc.shape[2]
-        if torch.is_grad_enabled() and (k_BHlc.requires_grad or v_BHlc.requires_grad):
+        # out of place while anything in this layer's cache carries a gradient (in place would break its backward)
+        if torch.is_grad_enabled() and (k_BHlc.requires_grad or v_BHlc.requires_grad or self.k[layer].requires_grad
+                                        or self.v[layer].requires_grad):
             self.k[layer] = self.k[layer].slice_scatter(k_BHlc, dim=2, start=begin, end=end)
             self.v[layer] = self.v[layer].slice_scatter(v_BHlc, dim=2, start=begin, end=end)
         else:
@@ -251,14 +253,24 @@ class DepthART(nn.Module):
         """Latent vectors of scale k (B, pn*pn, cvae) -> transformer input tokens (B, pn*pn, C)."""
         return self.word_embed(x_BlCv) + self.lvl_pos(k)
 
-    @torch.no_grad()
     def image_latents(self, img_B3HW: torch.Tensor) -> torch.Tensor:
         """The image's pyramid for the prefix (B, L, cvae): the frozen VQ-VAE's cumulative
         reconstruction after each scale, bicubic-resized to that scale's grid (the image's latent from
-        `vae.encode_image`: the untied image encoder's where the model has one)."""
-        _, f_hats = self.vae.quantize.tokenize(self.vae.encode_image(img_B3HW))
-        parts = [resize(f_hat, pn, "bicubic").flatten(2).transpose(1, 2) for pn, f_hat in zip(self.cfg.patch_nums, f_hats)]
-        return torch.cat(parts, dim=1)
+        `vae.encode_image`: the untied image encoder's where the model has one). No gradient, unless an untied
+        image encoder trains (`train --trainable image`): then it passes straight through the quantiser (the
+        values are the same)."""
+        grad = torch.is_grad_enabled() and self.vae.untied and any(
+            p.requires_grad for p in self.vae.image_encoder.parameters())
+        with torch.set_grad_enabled(grad):
+            f = self.vae.encode_image(img_B3HW)
+        with torch.no_grad():
+            _, f_hats = self.vae.quantize.tokenize(f)
+        if grad:
+            f_hats = [f_hat + (f - f.detach()) for f_hat in f_hats]
+        with torch.set_grad_enabled(grad):
+            parts = [resize(f_hat, pn, "bicubic").flatten(2).transpose(1, 2)
+                     for pn, f_hat in zip(self.cfg.patch_nums, f_hats)]
+            return torch.cat(parts, dim=1)
 
     def image_prefix(self, img_B3HW: torch.Tensor, latents_BLCv: torch.Tensor | None = None) -> torch.Tensor:
         """Embedded image prefix (B, L, C); the embeddings are trainable, the VQ-VAE part is not.
@@ -402,5 +414,15 @@ def untie_image_encoder(model: DepthART, res_blocks: int) -> DepthART:
     from .vqvae import untie_image_encoder as untie_vae
 
     model.vae = untie_vae(model.vae, res_blocks)
+    model.cfg = model.vae.cfg
+    return model
+
+
+def add_image_unet(model: DepthART, channels: tuple[int, ...] = (12, 24, 48, 96, 192), seed: int = 0) -> DepthART:
+    """`model` with its images read through a fresh U-Net depth guess and the VQ-VAE's depth encoder
+    (`vqvae.add_image_unet`); in place, also returned. Its config records it (ModelConfig.image_unet)."""
+    from .vqvae import add_image_unet as add_vae
+
+    model.vae = add_vae(model.vae, channels, seed)
     model.cfg = model.vae.cfg
     return model

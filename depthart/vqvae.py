@@ -293,11 +293,20 @@ class VQVAE(nn.Module):
         if cfg.image_res_blocks:  # an untied image side (ModelConfig.image_res_blocks)
             self.image_encoder = Encoder(cfg.vae_ch, cfg.vae_ch_mult, cfg.image_res_blocks, cfg.cvae)
             self.image_quant_conv = nn.Conv2d(cfg.cvae, cfg.cvae, 3, padding=1)
+        if cfg.image_unet:  # a U-Net's depth guess, read by the depth encoder (ModelConfig.image_unet)
+            from .unet import DepthUNet
+
+            self.image_unet = DepthUNet(cfg.image_unet)
 
     @property
     def untied(self) -> bool:
-        """Whether images have their own encoder (`encode_image`) rather than the VQ-VAE's."""
-        return hasattr(self, "image_encoder")
+        """Whether images have their own image side (`encode_image`: an untied encoder or a U-Net) rather than
+        going through the VQ-VAE's encoder as they are."""
+        return hasattr(self, "image_encoder") or hasattr(self, "image_unet")
+
+    def image_depth(self, img_B3HW: torch.Tensor) -> torch.Tensor:
+        """A U-Net model's depth guess (B, 1, H, W) in [0, 1] (relative depth, as `depth_of` makes targets)."""
+        return self.image_unet(img_B3HW)
 
     def encode(self, img_B3HW: torch.Tensor) -> torch.Tensor:
         """Image in [-1, 1] -> continuous latent f (B, cvae, last, last), not quantised. The VQ-VAE's own
@@ -307,6 +316,8 @@ class VQVAE(nn.Module):
     def encode_image(self, img_B3HW: torch.Tensor) -> torch.Tensor:
         """The RGB image's latent (B, cvae, last, last) for the transformer's prefix: the untied image encoder's
         if the model has one, else `encode`'s."""
+        if hasattr(self, "image_unet"):  # the guess as a normalised 3-channel depth map, as depth maps enter encode
+            return self.encode((self.image_depth(img_B3HW) * 2 - 1).expand(-1, 3, -1, -1))
         if self.untied:
             return self.image_quant_conv(self.image_encoder(img_B3HW))
         return self.encode(img_B3HW)
@@ -329,6 +340,8 @@ def untie_image_encoder(vae: VQVAE, res_blocks: int) -> VQVAE:
     `vae.encode_image` computes now (to float rounding): the existing image side (the shared encoder, or an
     untied one) fills the first blocks of each level, every added block starts as the identity (its last conv,
     and its attention's output projection at the attended level, zero). The depth side is copied unchanged."""
+    if vae.cfg.image_unet:
+        raise ValueError("this VQ-VAE's images go through a U-Net (image_unet); an untied encoder would replace it")
     have = vae.cfg.image_res_blocks or vae.cfg.vae_num_res_blocks
     if res_blocks < have:
         raise ValueError(f"an image encoder of {res_blocks} residual blocks per level cannot hold the {have} "
@@ -349,3 +362,18 @@ def untie_image_encoder(vae: VQVAE, res_blocks: int) -> VQVAE:
     for p in out.parameters():
         p.requires_grad_(False)
     return out.to(next(vae.parameters()).dtype)
+
+
+def add_image_unet(vae: VQVAE, channels: tuple[int, ...], seed: int = 0) -> VQVAE:
+    """A copy of `vae` whose images go through a fresh U-Net of `channels` (seeded) and then the depth encoder
+    (ModelConfig.image_unet); an untied image encoder it had is dropped; the depth side is copied unchanged."""
+    device, dtype = next(vae.parameters()).device, next(vae.parameters()).dtype
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = VQVAE(vae.cfg.replace(image_res_blocks=0, image_unet=tuple(channels)))
+    state = {k: v for k, v in vae.state_dict().items() if not k.startswith(("image_encoder.", "image_quant_conv."))}
+    state.update({f"image_unet.{k}": v for k, v in out.image_unet.state_dict().items()})
+    out.load_state_dict(state, strict=True)
+    for p in out.parameters():
+        p.requires_grad_(False)
+    return out.to(device, dtype)

@@ -23,12 +23,13 @@ INLINE_LIMIT = 1_800_000_000  # bytes of weights above which a graph stores them
 # Every op an exported graph may contain. No control flow (If/Loop/Scan), no scatter, no ONNX
 # Attention, no contrib ops: they break the TensorRT 10.3 .. 11.x window (see docs/export.md).
 ALLOWED_OPS = frozenset({
-    "Add", "ArgMax", "ArgMin", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Div",
-    "Equal", "Erf", "Expand", "Gather", "Gemm", "GroupNormalization", "Identity", "InstanceNormalization",
-    "LayerNormalization", "MatMul", "Max", "Min", "Mul", "Neg", "Pad", "Pow", "Range", "ReduceL2", "ReduceMax",
-    "ReduceMean", "ReduceSum", "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt",
-    "Squeeze", "Sub", "Tanh", "Tile", "Transpose", "Unsqueeze", "Where",
-})
+    "Add", "ArgMax", "ArgMin", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "ConvTranspose",
+    "Div", "Equal", "Erf", "Expand", "Gather", "Gemm", "GroupNormalization", "Identity", "InstanceNormalization",
+    "LayerNormalization", "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg", "Pad", "Pow", "Range", "ReduceL2",
+    "ReduceMax", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Softmax",
+    "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Tile", "Transpose", "Unsqueeze", "Where",
+})  # ConvTranspose, MaxPool, Relu: a U-Net image side (ModelConfig.image_unet); TensorRT's deconvolution,
+#     pooling and activation layers, native in every version of the window
 
 
 def graph_specs(model, batch: int = 1) -> dict:

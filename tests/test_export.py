@@ -231,18 +231,27 @@ def test_export_output_has_no_torchvision_lines():
     assert [r.getMessage() for r in records] == ["a real warning"]
 
 
-def test_an_untied_image_encoder_exports_with_parity(tmp_path):
-    """A model whose images have their own encoder (ModelConfig.image_res_blocks) exports that encoder in the
-    prefix graph: the bundle's loop matches eager, and differs from what the depth maps' encoder would give."""
+@pytest.mark.parametrize("side", [{"image_res_blocks": 2}, {"image_unet": (8, 16)}], ids=["encoder", "unet"])
+def test_an_untied_image_side_exports_with_parity(tmp_path, side):
+    """A model whose images have their own image side (an untied encoder, ModelConfig.image_res_blocks, or a U-Net
+    depth guess read by the depth encoder, ModelConfig.image_unet) exports it in the prefix graph: the bundle's loop
+    matches eager, and differs from what the depth maps' encoder alone would give."""
     from conftest import randomize_
     from depthart.checkpoint import load_checkpoint, save_checkpoint
     from depthart.model import DepthART
 
-    cfg = get_preset("tiny").replace(image_res_blocks=2)
+    cfg = get_preset("tiny").replace(**side)
     torch.manual_seed(0)
-    save_checkpoint(randomize_(DepthART(cfg).eval(), seed=2), tmp_path / "untied.safetensors")
+    m0 = randomize_(DepthART(cfg).eval(), seed=2)
+    if cfg.image_unet:  # BatchNorm statistics that are not the identity's
+        for bn in (m for m in m0.vae.image_unet.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.2, 0.2)
+            bn.running_var.uniform_(0.5, 2.0)
+    save_checkpoint(m0, tmp_path / "untied.safetensors")
     model = load_checkpoint(tmp_path / "untied.safetensors")
-    assert model.vae.untied
+    assert model.vae.untied and model.cfg == cfg
+    if cfg.image_unet:
+        torch.testing.assert_close(model.vae.image_unet.down[0][1].running_var, m0.vae.image_unet.down[0][1].running_var)
     export_bundle(model, tmp_path / "bundle", source="untied", check=False)
     m = read_manifest(tmp_path / "bundle")
     img = parity_image(cfg.image_size, batch=2, seed=5)
@@ -251,7 +260,7 @@ def test_an_untied_image_encoder_exports_with_parity(tmp_path):
         depth = model.decode_depth(model.generate(torch.from_numpy(img))).numpy()
         shared = DepthART(get_preset("tiny")).eval()
         shared.load_state_dict({k: v for k, v in model.state_dict().items()
-                                if not k.startswith(("vae.image_encoder.", "vae.image_quant_conv."))})
+                                if not k.startswith(("vae.image_encoder.", "vae.image_quant_conv.", "vae.image_unet."))})
         other = shared.decode_depth(shared.generate(torch.from_numpy(img))).numpy()
     np.testing.assert_allclose(got["depth"], depth, atol=1e-4)
     assert np.abs(other - depth).max() > 1e-3

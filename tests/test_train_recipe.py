@@ -421,6 +421,129 @@ def test_untie_image_encoder_cli_refuses_it_without_image_to_depth(tmp_path, sce
     assert r.exit_code != 0 and "image_to_depth > 0" in r.output and "Traceback" not in r.output
 
 
+def test_trainable_image_teaches_the_untied_image_encoder_through_the_frozen_transformer(tmp_path, scenes):
+    """train --trainable image: only the untied image encoder trains, from the loss of the model's own loop (the
+    gradient passes the frozen transformer and, straight through, the prefix's quantiser); the prefix values are the
+    quantised ones as before; the loss falls; a model that reads images with its depth encoder is refused, and so is a
+    latent cache (it would keep stale image latents)."""
+    import copy
+
+    from depthart.checkpoint import save_checkpoint
+    from depthart.errors import DepthartError
+    from depthart.model import untie_image_encoder
+    from depthart.sampling import Expected
+
+    torch.manual_seed(7)
+    tied = randomize_(DepthART(get_preset("tiny"))).eval()
+    save_checkpoint(tied, tmp_path / "tied.safetensors", {})
+    start = untie_image_encoder(copy.deepcopy(tied), tied.cfg.vae_num_res_blocks).eval()
+    save_checkpoint(start, tmp_path / "start.safetensors", {})
+    batch = next(iter(make_loader(RenderedDataset(scenes), 16, 6)))
+
+    # the straight-through prefix has the quantised values, and a gradient only when the image encoder trains
+    for p in start.vae.image_encoder.parameters():
+        p.requires_grad_(True)
+    lat = start.image_latents(batch["image"])
+    with torch.no_grad():
+        assert torch.equal(lat, start.image_latents(batch["image"]))
+    lat.sum().backward()
+    assert start.vae.image_encoder.conv_in.weight.grad.abs().sum() > 0
+    start.requires_grad_(False)
+    assert not start.image_latents(batch["image"]).requires_grad
+
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), method="depthart", own_inputs="expect", preset=None,
+                      init=str(tmp_path / "start.safetensors"), data=f"rendered:{scenes}", trainable="image",
+                      code_mse=1.0, depth_silog=1.0, lr=2e-3, batch_size=6, steps=30, save_every=30, seed=3)
+    t = Trainer(cfg, log=None)
+    trained = {n for n, p in t.model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith(("vae.image_encoder.", "vae.image_quant_conv.")) for n in trained)
+
+    def loss_of(model):
+        with torch.no_grad():
+            return depthart_loss(model.eval(), batch, code_mse=1.0, depth_silog=1.0, inputs="expect")[0].item()
+
+    before = loss_of(start)
+    t.fit()
+    after = loss_of(t.model)
+    assert after < before, (before, after)
+    s0 = start.state_dict()
+    moved = [k for k, v in t.model.state_dict().items() if not torch.equal(v, s0[k])]
+    assert moved and all(k.startswith(("vae.image_encoder.", "vae.image_quant_conv.")) for k in moved), moved
+    with torch.no_grad():  # the prediction changed through the prefix alone
+        assert not torch.equal(t.model.generate(batch["image"][:2], Expected()), start.generate(batch["image"][:2], Expected()))
+
+    with pytest.raises(DepthartError, match="untie"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "r2"), "init": str(tmp_path / "tied.safetensors"),
+                               "steps": 1}), log=None)
+    with pytest.raises(DepthartError, match="cache"):
+        TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "r3"), "cache_latents": True})
+    with pytest.raises(DepthartError, match="trainable"):
+        TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "r4"), "trainable": "decoder+image"})
+
+
+def test_image_unet_gives_the_images_a_unet_depth_guess_and_trains_it_alone(tmp_path, scenes):
+    """train-vqvae --image-unet: the images first go through a fresh U-Net (ModelConfig.image_unet) whose map the
+    depth encoder reads; only the U-Net trains, on its own map (SILog + L1), and its loss falls; the depth side, the
+    decoder and the transformer stay bit for bit; the checkpoint records the U-Net and loads back; a second segment
+    trains the same U-Net on; wrong combinations are refused with clear errors."""
+    from depthart.checkpoint import load_checkpoint, read_config, save_checkpoint
+    from depthart.errors import DepthartError
+    from depthart.model import untie_image_encoder
+    from depthart.train.vqvae_train import image_unet_loss
+
+    torch.manual_seed(8)
+    start = randomize_(DepthART(get_preset("tiny"))).eval()
+    save_checkpoint(start, tmp_path / "start.safetensors", {})
+    batch = next(iter(make_loader(RenderedDataset(scenes), 16, 6)))
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), method="vqvae", preset=None, init=str(tmp_path / "start.safetensors"),
+                      data=f"rendered:{scenes}", image_unet=True, lr=3e-3, batch_size=6, steps=40, save_every=40, seed=4)
+    t = Trainer(cfg, log=None)
+    assert t.model.cfg.image_unet and t.model.vae.untied
+    trained = {n for n, p in t.model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith("vae.image_unet.") for n in trained)
+
+    def unet_loss(model):
+        import copy
+
+        model = copy.deepcopy(model)
+        model.vae.image_unet.train()  # batch statistics (the running ones start at the identity); on a copy
+        with torch.no_grad():
+            return image_unet_loss(model.vae, batch["image"], batch["depth"], batch["valid"])[0].item()
+
+    before = unet_loss(t.model)
+    t.fit()
+    after = unet_loss(t.model)
+    assert after < 0.8 * before, (before, after)
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert {"unet_silog", "unet_l1"} <= set(rows[-1])
+    s0 = start.state_dict()
+    for k, v in t.model.state_dict().items():
+        if not k.startswith("vae.image_unet."):
+            assert torch.equal(v, s0[k]), k
+    model = t.model.eval()
+    with torch.no_grad():  # the prefix is the depth encoder's latent of the U-Net's map
+        guess = (model.vae.image_depth(batch["image"]) * 2 - 1).expand(-1, 3, -1, -1)
+        torch.testing.assert_close(model.vae.encode_image(batch["image"]), model.vae.encode(guess))
+    saved = tmp_path / "run" / MODEL_FILE
+    assert read_config(saved).image_unet == model.cfg.image_unet
+    back = load_checkpoint(saved).eval()
+    with torch.no_grad():
+        assert torch.equal(back.image_latents(batch["image"]), model.image_latents(batch["image"]))
+    t2 = Trainer(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "run2"), "init": str(saved), "steps": 1}),
+                 log=None)
+    for k, v in back.state_dict().items():
+        assert torch.equal(t2.model.state_dict()[k], v), k  # the trained U-Net, not a fresh one
+
+    for bad in ({"method": "var"}, {"image_to_depth": 1.0}, {"untie_image_encoder": 2}, {"init": None}):
+        with pytest.raises(DepthartError, match="image_unet"):
+            TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "x"), **bad})
+    with pytest.raises(ValueError, match="U-Net"):
+        untie_image_encoder(back, 2)
+    r = CliRunner().invoke(main, ["train-vqvae", "-o", str(tmp_path / "c"), "--data", f"rendered:{scenes}",
+                                  "--image-unet", "--steps", "1"])
+    assert r.exit_code != 0 and "--init" in r.output and "Traceback" not in r.output, r.output
+
+
 def test_silog_loss_is_zero_for_the_target_blind_to_scale_and_to_invalid_pixels():
     from depthart.train.vqvae_train import silog_loss
 

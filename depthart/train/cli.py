@@ -150,10 +150,12 @@ def _run(cfg, resume: bool):
     click.option("--own-inputs", type=click.Choice(["greedy", "expect"]), default=None,
                  help="depthart: what of its own prediction the loop feeds on: greedy (the argmax code, the paper's; "
                       "default) or expect (the expected code vector, so training runs the `expect` sampler's loop)."),
-    click.option("--trainable", type=click.Choice(["transformer", "decoder", "transformer+decoder"]), default=None,
-                 help="What trains: the transformer (default), the VQ-VAE's decoder, or both. The decoder learns from "
-                      "--depth-silog / --depth-absrel alone: it is taught to decode the latents the model itself builds (with "
-                      "--method depthart --own-inputs expect, exactly the `expect` sampler's)."),
+    click.option("--trainable", metavar="PARTS", default=None,
+                 help="What trains: transformer (default), decoder (the VQ-VAE's), image (the untied image encoder), or "
+                      "several joined by '+' in that order (e.g. transformer+decoder, image+decoder). The decoder learns from --depth-silog / --depth-absrel alone: it is taught to "
+                      "decode the latents the model itself builds (with --method depthart --own-inputs expect, exactly "
+                      "the `expect` sampler's). The image encoder (a model untied by train-vqvae --untie-image-encoder) "
+                      "learns through the frozen transformer what prefix the run's loss asks for."),
     click.option("--cache-latents/--no-cache-latents", default=None,
                  help="Finite data (rendered:FOLDER, synthetic:N): run the frozen VQ-VAE over every sample once and "
                       "keep its outputs (stored beside the data), so each step runs only the transformer."),
@@ -199,6 +201,11 @@ def train_cmd(method, **kw):
                       "started as the current image side (added blocks as the identity), and train only it: the "
                       "depth maps' encoder and tokens stay exactly as they are (no --depth-pin needed). A model whose "
                       "images already have their own encoder trains that one without this option."),
+    click.option("--image-unet/--no-image-unet", "image_unet", default=None,
+                 help="Give the images a small U-Net that guesses their depth map, read by the model's own depth "
+                      "encoder (so the prefix is a token pyramid of that guess), and train only the U-Net, on its map "
+                      "against the depth map (SILog + L1; no decoder in the step). Needs --init; a model that has one "
+                      "trains it on."),
     click.option("--depth-silog", type=click.FloatRange(min=0), default=None,
                  help="With --image-to-depth: weight of a scale-invariant log loss on the depth that the frozen decoder "
                       "makes of the image's latent (relative errors near and far count alike, as AbsRel counts them; "

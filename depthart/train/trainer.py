@@ -37,6 +37,7 @@ import os
 import random
 import shutil
 import sys
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -48,13 +49,17 @@ from ..config import get_preset
 from ..errors import DepthartError
 from ..fileio import atomic_path, atomic_write_bytes
 from .losses import LOOP_INPUTS, depthart_loss, teacher_forcing_loss
-from .vqvae_train import CodeUsage, image_to_depth_loss, vqvae_loss
+from .vqvae_train import CodeUsage, image_to_depth_loss, image_unet_loss, vqvae_loss
 
 METHODS = ("depthart", "var", "vqvae")
-# what a transformer run (depthart, var) trains: the transformer, the VQ-VAE's decoder (post_quant_conv + decoder:
-# taught to decode the latents the model itself builds, through depth_silog / depth_absrel), or both
-TRAINABLE = ("transformer", "decoder", "transformer+decoder")
+# what a transformer run (depthart, var) trains, any of these parts joined by "+": the transformer, the VQ-VAE's
+# decoder (post_quant_conv + decoder: taught to decode the latents the model itself builds, through depth_silog /
+# depth_absrel), the untied image encoder (image_encoder + image_quant_conv: taught, through the frozen transformer,
+# to give it the prefix its own loss asks for; the prefix's quantisation passes the gradient straight through)
+PARTS = ("transformer", "image", "decoder")
+TRAINABLE = tuple("+".join(c) for r in range(1, len(PARTS) + 1) for c in itertools.combinations(PARTS, r))
 DECODER_PREFIXES = ("vae.post_quant_conv.", "vae.decoder.")
+IMAGE_PREFIXES = ("vae.image_encoder.", "vae.image_quant_conv.", "vae.image_unet.")
 MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "model_ema.safetensors", "train_state.pt"
 KEEP_DIR = "ckpt"  # --keep-checkpoints: ckpt/step_N.safetensors (and ckpt/ema_N.safetensors with --ema)
 CONFIG_FILE, METRICS_FILE = "config.json", "metrics.jsonl"
@@ -123,6 +128,10 @@ class TrainConfig:
     # the identity); only it trains, the depth maps' encoder and tokens stay exactly as they are (no pin needed).
     # A model whose images already have their own encoder trains that one with or without this option.
     untie_image_encoder: int = 0
+    # train-vqvae: give the images a U-Net depth guess read by the depth encoder (ModelConfig.image_unet;
+    # model.add_image_unet, fresh and seeded, unless the model has one) and train only it, on its own map against the
+    # depth map (vqvae_train.image_unet_loss: SILog + L1); the depth side, tokens, transformer and decoder stay
+    image_unet: bool = False
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -168,11 +177,19 @@ class TrainConfig:
         elif "decoder" in self.trainable and self.depth_silog <= 0 and self.depth_absrel <= 0:
             problems.append("a trained decoder learns only from the decoded depth: set depth_silog or depth_absrel "
                             "> 0 as well")
+        if "image" in self.trainable.split("+") and self.cache_latents:
+            problems.append("a trained image encoder changes the image latents that cache_latents would keep: "
+                            "run without --cache-latents")
         if self.untie_image_encoder < 0:
             problems.append("untie_image_encoder must be >= 0")
         elif self.untie_image_encoder > 0 and self.image_to_depth <= 0:
             problems.append("untie_image_encoder gives the images their own encoder for image_to_depth training: "
                             "set image_to_depth > 0 (train-vqvae --image-to-depth W)")
+        if self.image_unet and (self.method != "vqvae" or self.image_to_depth > 0 or self.untie_image_encoder
+                                or not (self.init or self.init_vae)):
+            problems.append("image_unet trains a U-Net image side on its own (train-vqvae --image-unet --init MODEL): "
+                            "leave out --image-to-depth and --untie-image-encoder, and give a trained model to start "
+                            "from (its depth encoder reads the U-Net's map)")
         if self.image_to_depth > 0 and self.method != "vqvae":
             problems.append("image_to_depth trains the VQ-VAE's encoder: use it with method vqvae (train-vqvae)")
         if self.image_to_depth > 0 and not (self.init or self.init_vae):
@@ -276,23 +293,30 @@ class Trainer:
             source = RankView(source, self.rank, self.world)
         self.source = source
         vae_only = cfg.method == "vqvae"
-        if vae_only and cfg.image_to_depth <= 0 and self.model.vae.untied:
+        if vae_only and cfg.image_to_depth <= 0 and not cfg.image_unet and self.model.vae.untied:
             raise DepthartError("this model's images have their own encoder (image_res_blocks "
                                 f"{self.model_cfg.image_res_blocks}); train-vqvae trains it only with --image-to-depth W "
                                 "(whole-VQ-VAE training reads images with the depth maps' encoder)")
         self.model.requires_grad_(False)
         self.ref_vae = None
-        if cfg.image_to_depth > 0:  # the image side alone; the starting VQ-VAE gives the depth latents
+        if cfg.image_unet:  # the U-Net alone, on its own map
+            self.params = [p for n, p in self.model.named_parameters() if n.startswith("vae.image_unet.")]
+        elif cfg.image_to_depth > 0:  # the image side alone; the starting VQ-VAE gives the depth latents
             self.ref_vae = self._reference_vae()
-            image_side = (("vae.image_encoder.", "vae.image_quant_conv.") if self.model.vae.untied
-                          else ("vae.encoder.", "vae.quant_conv."))
+            image_side = IMAGE_PREFIXES if self.model.vae.untied else ("vae.encoder.", "vae.quant_conv.")
             self.params = [p for n, p in self.model.named_parameters() if n.startswith(image_side)]
         elif vae_only:
             self.params = [p for n, p in self.model.named_parameters() if n.startswith("vae.")]
         else:
+            parts = cfg.trainable.split("+")
+            if "image" in parts and not self.model.vae.untied:
+                raise DepthartError("--trainable image trains the images' own encoder, and this model reads images with "
+                                    "its depth maps' encoder (training it would move the depth tokens): untie it "
+                                    "first (depthart train-vqvae --image-to-depth W --untie-image-encoder N)")
             self.params = [p for n, p in self.model.named_parameters()
-                           if ("transformer" in cfg.trainable and not n.startswith("vae."))
-                           or ("decoder" in cfg.trainable and n.startswith(DECODER_PREFIXES))]
+                           if ("transformer" in parts and not n.startswith("vae."))
+                           or ("decoder" in parts and n.startswith(DECODER_PREFIXES))
+                           or ("image" in parts and n.startswith(IMAGE_PREFIXES))]
         for p in self.params:
             p.requires_grad_(True)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
@@ -300,7 +324,7 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg))
         self.ema = [p.detach().clone() for p in self.params] if cfg.ema > 0 else None
         # the codebook trains (and dead codes revive) only when the whole VQ-VAE does
-        self.usage = CodeUsage(self.model_cfg.vocab_size, cfg.dead_after) if vae_only and self.ref_vae is None else None
+        self.usage = CodeUsage(self.model_cfg.vocab_size, cfg.dead_after) if vae_only and self.ref_vae is None and not cfg.image_unet else None
         self.step = 0
         self._rng = None  # RNG states to restore once the data iterator exists (resume)
         self.latents = None
@@ -332,6 +356,10 @@ class Trainer:
                 model = untie_image_encoder(model, cfg.untie_image_encoder)
             except ValueError as e:
                 raise DepthartError(f"--untie-image-encoder {cfg.untie_image_encoder}: {e}") from None
+        if cfg.image_unet and not model.cfg.image_unet:
+            from ..model import add_image_unet
+
+            model = add_image_unet(model, seed=cfg.seed)
         return model
 
     def _reference_vae(self):
@@ -352,11 +380,12 @@ class Trainer:
         diff = [f for f in vae_fields if getattr(other, f) != getattr(model.cfg, f)]
         if diff:
             raise DepthartError(f"--init-vae {path}: its VQ-VAE differs from the model's in {', '.join(diff)}")
-        if other.image_res_blocks != model.cfg.image_res_blocks:  # the image side comes with the VQ-VAE
-            from ..vqvae import VQVAE
+        if (other.image_res_blocks, other.image_unet) != (model.cfg.image_res_blocks, model.cfg.image_unet):
+            from ..vqvae import VQVAE  # the image side comes with the VQ-VAE
 
             dtype = next(model.vae.parameters()).dtype
-            model.vae = VQVAE(model.cfg.replace(image_res_blocks=other.image_res_blocks)).to(self.device, dtype)
+            model.vae = VQVAE(model.cfg.replace(image_res_blocks=other.image_res_blocks,
+                                                image_unet=other.image_unet)).to(self.device, dtype)
             model.vae.requires_grad_(False)
             model.cfg = model.vae.cfg
         weights = {k[4:]: v for k, v in load_file(path, device=str(self.device)).items() if k.startswith("vae.")}
@@ -389,7 +418,7 @@ class Trainer:
             self.model.vae.train()
         else:
             # a frozen transformer runs as at inference (no drop path); the VQ-VAE has no train-time behaviour
-            self.model.train("transformer" in self.cfg.trainable)
+            self.model.train("transformer" in self.cfg.trainable.split("+"))
             self.model.vae.eval()  # frozen, as the paper (its decoder may train: --trainable)
 
     # ------------------------------------------------------------ one step
@@ -419,6 +448,8 @@ class Trainer:
                                                      balance=cfg.scale_balance, soft_tau=cfg.soft_tau,
                                                      code_mse=cfg.code_mse, prefix_aux=cfg.prefix_aux,
                                                      depth_silog=cfg.depth_silog, depth_absrel=cfg.depth_absrel)
+            elif cfg.image_unet:
+                loss, metrics = image_unet_loss(self.model.vae, batch["image"], batch["depth"], batch.get("valid"))
             elif self.ref_vae is not None:
                 loss, metrics = image_to_depth_loss(self.model.vae, self.ref_vae, batch["image"], batch["depth"],
                                                     cfg.image_to_depth, cfg.depth_pin, cfg.depth_silog,
@@ -521,7 +552,7 @@ class Trainer:
         with open(os.path.join(self.cfg.out_dir, METRICS_FILE), "a") as f:
             f.write(json.dumps(row) + "\n")
         if self.log:
-            extra = "".join(f"  {k} {metrics[k]:.4f}" for k in ("ce", "mse", "rec", "vq", "img_to_depth", "depth_silog", "depth_pin")
+            extra = "".join(f"  {k} {metrics[k]:.4f}" for k in ("ce", "mse", "rec", "vq", "img_to_depth", "depth_silog", "depth_pin", "unet_silog", "unet_l1")
                         if k in metrics)
             self.log(f"step {self.step}/{steps}  loss {metrics['loss']:.4f}{extra}  lr {metrics['lr']:.2e}  "
                      f"{metrics['it_s']:.2f} it/s")

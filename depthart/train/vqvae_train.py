@@ -137,6 +137,22 @@ def decoded_silog(vae, f_BChw: torch.Tensor, depth_B3HW: torch.Tensor, valid_BHW
     return silog_loss(decoded_depth(vae, f_BChw), depth_of(depth_B3HW), valid_BHW)
 
 
+UNET_L1 = 0.5  # image_unet_loss: weight of the L1 term that holds the U-Net's map at the targets' scale
+
+
+def image_unet_loss(vae, image_B3HW: torch.Tensor, depth_B3HW: torch.Tensor, valid_BHW: torch.Tensor | None = None):
+    """A U-Net image side (`train-vqvae --image-unet`) taught on its own map: SILog (`silog_loss`) of its depth
+    guess against the normalised depth map, plus UNET_L1 x the mean absolute error on the valid pixels, which holds
+    the guess at the targets' scale (depth / q98): the depth encoder that reads it was trained on maps of that
+    scale. Nothing else runs (no encoder, no decoder). Returns (loss, metrics)."""
+    pred, target = vae.image_depth(image_B3HW)[:, 0].float(), depth_of(depth_B3HW)
+    v = torch.ones_like(pred) if valid_BHW is None else valid_BHW.to(pred.dtype)
+    s = silog_loss(pred, target, valid_BHW)
+    l1 = ((pred - target).abs() * v).sum() / v.sum().clamp(min=1)
+    loss = s + UNET_L1 * l1
+    return loss, {"unet_silog": s.item(), "unet_l1": l1.item(), "loss": loss.item()}
+
+
 def image_to_depth_loss(vae, ref, image_B3HW: torch.Tensor, depth_B3HW: torch.Tensor, weight: float, pin: float,
                         silog: float = 0.0, valid_BHW: torch.Tensor | None = None):
     """The image side of a trained VQ-VAE taught to see depth (`depthart train-vqvae --image-to-depth`).
