@@ -259,8 +259,7 @@ class DepthART(nn.Module):
         `vae.encode_image`: the untied image encoder's where the model has one). No gradient, unless an untied
         image encoder trains (`train --trainable image`): then it passes straight through the quantiser (the
         values are the same)."""
-        grad = torch.is_grad_enabled() and self.vae.untied and any(
-            p.requires_grad for p in self.vae.image_encoder.parameters())
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.vae.image_parameters())
         with torch.set_grad_enabled(grad):
             f = self.vae.encode_image(img_B3HW)
         with torch.no_grad():

@@ -1,5 +1,5 @@
-"""A small U-Net that guesses a relative depth map from an RGB image: the image side of a model whose
-`ModelConfig.image_encoder` is "unet".
+"""A small U-Net that guesses a relative depth map from an RGB image: the image side of a model with
+`ModelConfig.image_unet` set.
 
 VAR's VQ-VAE reads the image with the encoder it reads depth maps with; the transformer then sees the image only
 through that latent's multi-scale tokens (its prefix). Here the image first goes through this network, a

@@ -304,6 +304,11 @@ class VQVAE(nn.Module):
         going through the VQ-VAE's encoder as they are."""
         return hasattr(self, "image_encoder") or hasattr(self, "image_unet")
 
+    def image_parameters(self) -> list:
+        """The parameters of the images' own side (untied encoder or U-Net); none for a tied VQ-VAE."""
+        names = ("image_encoder", "image_quant_conv", "image_unet")
+        return [p for n in names if hasattr(self, n) for p in getattr(self, n).parameters()]
+
     def image_depth(self, img_B3HW: torch.Tensor) -> torch.Tensor:
         """A U-Net model's depth guess (B, 1, H, W) in [0, 1] (relative depth, as `depth_of` makes targets)."""
         return self.image_unet(img_B3HW)

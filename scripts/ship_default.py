@@ -28,7 +28,7 @@ LIMIT_MB = 25.0
 RUNS = {"tf": "var", "tf2": "var", "da": "depthart", "tflong": "var", "tfcode": "var", "tfcode2": "var",
         "dacode": "depthart", "tfcode3": "var", "tfaux": "var",
         "tfcode4": "var", "tfenc": "var", "tfenc2": "var", "tfsilog": "var", "tfsilog2": "var",
-        "dec": "depthart", "untied": "depthart"}  # run folder -> training method of its last stage
+        "dec": "depthart", "untied": "depthart", "unet": "vqvae", "unetdec": "depthart"}  # run -> method of its last stage
 
 
 def main() -> None:

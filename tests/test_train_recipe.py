@@ -529,6 +529,11 @@ def test_image_unet_gives_the_images_a_unet_depth_guess_and_trains_it_alone(tmp_
     back = load_checkpoint(saved).eval()
     with torch.no_grad():
         assert torch.equal(back.image_latents(batch["image"]), model.image_latents(batch["image"]))
+    back.requires_grad_(False)  # as a transformer run holds it: grad mode on, the U-Net frozen
+    assert not back.image_latents(batch["image"]).requires_grad
+    back.vae.image_unet.requires_grad_(True)  # --trainable image: the gradient reaches the U-Net
+    back.image_latents(batch["image"]).sum().backward()
+    assert back.vae.image_unet.out.weight.grad.abs().sum() > 0
     t2 = Trainer(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "run2"), "init": str(saved), "steps": 1}),
                  log=None)
     for k, v in back.state_dict().items():
