@@ -92,9 +92,9 @@ def test_predict_without_checkpoint_uses_the_shipped_default(sample_photo, tmp_p
     from depthart.checkpoint import read_config
     from depthart.config import DEFAULT_CHECKPOINT, get_preset
 
-    # the `small` preset, its images read by an encoder of their own (train-vqvae --untie-image-encoder 1, a later
-    # stage of the recipe: the preset itself starts shared, as VAR's VQ-VAE, docs/experiments.md section 16)
-    assert read_config(DEFAULT_CHECKPOINT) == get_preset("small").replace(image_res_blocks=1)
+    # the `small` preset, its images read through a U-Net depth guess and the depth encoder (train-vqvae --image-unet,
+    # a later stage of the recipe: the preset itself starts shared, as VAR's VQ-VAE, docs/experiments.md section 17)
+    assert read_config(DEFAULT_CHECKPOINT) == get_preset("small").replace(image_unet=(12, 24, 48, 96, 192))
     r = run("predict", sample_photo, "-o", tmp_path)
     assert r.exit_code == 0, r.output
     assert "random weights" not in r.output
