@@ -86,6 +86,9 @@ class ModelConfig:
             problems.append("image_res_blocks must be >= 0 (0: the VQ-VAE's own encoder reads the images)")
         if self.image_unet and (len(self.image_unet) < 2 or min(self.image_unet) < 1):
             problems.append(f"image_unet must be () or >= 2 positive channel counts, got {self.image_unet}")
+        elif self.image_unet and self.image_size % 2 ** (len(self.image_unet) - 1):
+            problems.append(f"a U-Net of {len(self.image_unet)} levels needs an image size divisible by "
+                            f"{2 ** (len(self.image_unet) - 1)}; this model runs at {self.image_size} px")
         if self.image_unet and self.image_res_blocks:
             problems.append("an image side is either an untied encoder (image_res_blocks) or a U-Net (image_unet), "
                             "not both")

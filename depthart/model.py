@@ -417,10 +417,20 @@ def untie_image_encoder(model: DepthART, res_blocks: int) -> DepthART:
     return model
 
 
-def add_image_unet(model: DepthART, channels: tuple[int, ...] = (12, 24, 48, 96, 192), seed: int = 0) -> DepthART:
+UNET_CHANNELS = (12, 24, 48, 96, 192)  # add_image_unet's default: the reference CNN of the default-model calibration
+
+
+def add_image_unet(model: DepthART, channels: tuple[int, ...] | None = None, seed: int = 0) -> DepthART:
     """`model` with its images read through a fresh U-Net depth guess and the VQ-VAE's depth encoder
-    (`vqvae.add_image_unet`); in place, also returned. Its config records it (ModelConfig.image_unet)."""
+    (`vqvae.add_image_unet`); in place, also returned. Its config records it (ModelConfig.image_unet). Default
+    channels: UNET_CHANNELS, less its deepest levels where the image size does not halve that often."""
     from .vqvae import add_image_unet as add_vae
+
+    if channels is None:
+        levels = len(UNET_CHANNELS)
+        while levels > 2 and model.cfg.image_size % 2 ** (levels - 1):
+            levels -= 1
+        channels = UNET_CHANNELS[:levels]
 
     model.vae = add_vae(model.vae, channels, seed)
     model.cfg = model.vae.cfg

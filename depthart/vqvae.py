@@ -376,9 +376,10 @@ def add_image_unet(vae: VQVAE, channels: tuple[int, ...], seed: int = 0) -> VQVA
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         out = VQVAE(vae.cfg.replace(image_res_blocks=0, image_unet=tuple(channels)))
-    state = {k: v for k, v in vae.state_dict().items() if not k.startswith(("image_encoder.", "image_quant_conv."))}
+    state = {k: v for k, v in vae.state_dict().items()
+             if not k.startswith(("image_encoder.", "image_quant_conv.", "image_unet."))}
     state.update({f"image_unet.{k}": v for k, v in out.image_unet.state_dict().items()})
     out.load_state_dict(state, strict=True)
     for p in out.parameters():
         p.requires_grad_(False)
-    return out.to(device, dtype)
+    return out.train(vae.training).to(device, dtype)

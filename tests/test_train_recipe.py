@@ -488,7 +488,7 @@ def test_image_unet_gives_the_images_a_unet_depth_guess_and_trains_it_alone(tmp_
     trains the same U-Net on; wrong combinations are refused with clear errors."""
     from depthart.checkpoint import load_checkpoint, read_config, save_checkpoint
     from depthart.errors import DepthartError
-    from depthart.model import untie_image_encoder
+    from depthart.model import add_image_unet, untie_image_encoder
     from depthart.train.vqvae_train import image_unet_loss
 
     torch.manual_seed(8)
@@ -539,9 +539,18 @@ def test_image_unet_gives_the_images_a_unet_depth_guess_and_trains_it_alone(tmp_
     for k, v in back.state_dict().items():
         assert torch.equal(t2.model.state_dict()[k], v), k  # the trained U-Net, not a fresh one
 
-    for bad in ({"method": "var"}, {"image_to_depth": 1.0}, {"untie_image_encoder": 2}, {"init": None}):
+    for bad in ({"method": "var"}, {"image_to_depth": 1.0}, {"untie_image_encoder": 2}, {"init": None}, {"ema": 0.99}):
         with pytest.raises(DepthartError, match="image_unet"):
             TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "x"), **bad})
+    # resuming with other options than the run's: a clear error, not a traceback from the optimizer
+    with pytest.raises(DepthartError, match="--image-unet"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "image_unet": False}), resume=True, log=None)
+    with pytest.raises(DepthartError, match="--resume: the run used"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "method": "var", "image_unet": False, "trainable": "image",
+                               "steps": 80}), resume=True, log=None)
+    with pytest.raises(ValueError, match="divisible"):
+        get_preset("tiny").replace(image_unet=(4,) * 8)
+    assert not back.vae.training and not add_image_unet(back).vae.training  # a model in eval mode stays there
     with pytest.raises(ValueError, match="U-Net"):
         untie_image_encoder(back, 2)
     r = CliRunner().invoke(main, ["train-vqvae", "-o", str(tmp_path / "c"), "--data", f"rendered:{scenes}",

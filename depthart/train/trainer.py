@@ -190,6 +190,9 @@ class TrainConfig:
             problems.append("image_unet trains a U-Net image side on its own (train-vqvae --image-unet --init MODEL): "
                             "leave out --image-to-depth and --untie-image-encoder, and give a trained model to start "
                             "from (its depth encoder reads the U-Net's map)")
+        if self.image_unet and self.ema > 0:
+            problems.append("image_unet with ema: the average would pair averaged U-Net weights with BatchNorm "
+                            "statistics of the live ones; run --image-unet without --ema")
         if self.image_to_depth > 0 and self.method != "vqvae":
             problems.append("image_to_depth trains the VQ-VAE's encoder: use it with method vqvae (train-vqvae)")
         if self.image_to_depth > 0 and not (self.init or self.init_vae):
@@ -294,6 +297,9 @@ class Trainer:
         self.source = source
         vae_only = cfg.method == "vqvae"
         if vae_only and cfg.image_to_depth <= 0 and not cfg.image_unet and self.model.vae.untied:
+            if self.model_cfg.image_unet:
+                raise DepthartError("this model's images go through a U-Net (image_unet); train-vqvae trains it with "
+                                    "--image-unet (whole-VQ-VAE training reads images with the depth maps' encoder)")
             raise DepthartError("this model's images have their own encoder (image_res_blocks "
                                 f"{self.model_cfg.image_res_blocks}); train-vqvae trains it only with --image-to-depth W "
                                 "(whole-VQ-VAE training reads images with the depth maps' encoder)")
@@ -311,12 +317,16 @@ class Trainer:
             parts = cfg.trainable.split("+")
             if "image" in parts and not self.model.vae.untied:
                 raise DepthartError("--trainable image trains the images' own encoder, and this model reads images with "
-                                    "its depth maps' encoder (training it would move the depth tokens): untie it "
-                                    "first (depthart train-vqvae --image-to-depth W --untie-image-encoder N)")
+                                    "its depth maps' encoder (training it would move the depth tokens): give it an "
+                                    "image side first (depthart train-vqvae --image-to-depth W --untie-image-encoder N, "
+                                    "or train-vqvae --image-unet)")
             self.params = [p for n, p in self.model.named_parameters()
                            if ("transformer" in parts and not n.startswith("vae."))
                            or ("decoder" in parts and n.startswith(DECODER_PREFIXES))
                            or ("image" in parts and n.startswith(IMAGE_PREFIXES))]
+        if not self.params:
+            raise DepthartError("nothing to train: the model has none of the parts these options train (with --resume, "
+                                "give the run's own options)")
         for p in self.params:
             p.requires_grad_(True)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
@@ -616,9 +626,11 @@ class Trainer:
             raise DepthartError(f"--resume: {mpath} is from step {wstep} but {spath} from step {state['step']} "
                                 "(a write was interrupted); cannot resume exactly")
         prev = state["train_config"]
-        for key in ("method", "batch_size", "seed", "data", "rec_loss"):
-            if prev.get(key) != getattr(self.cfg, key):
-                raise DepthartError(f"--resume: the run used {key}={prev.get(key)!r}, now {getattr(self.cfg, key)!r}")
+        for key in ("method", "batch_size", "seed", "data", "rec_loss", "trainable", "image_unet", "image_to_depth",
+                    "untie_image_encoder"):  # what decides the trained parameters and the optimizer's state
+            was = prev.get(key, TrainConfig.__dataclass_fields__[key].default)  # runs older than the option
+            if was != getattr(self.cfg, key):
+                raise DepthartError(f"--resume: the run used {key}={was!r}, now {getattr(self.cfg, key)!r}")
         weights = load_file(mpath, device=str(self.device))
         if read_config(mpath) != self.model_cfg:
             raise DepthartError(f"--resume: {mpath} has a different model config")
