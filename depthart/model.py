@@ -262,11 +262,10 @@ class DepthART(nn.Module):
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.vae.image_parameters())
         with torch.set_grad_enabled(grad):
             f = self.vae.encode_image(img_B3HW)
-        with torch.no_grad():
-            _, f_hats = self.vae.quantize.tokenize(f)
-        if grad:
-            f_hats = [f_hat + (f - f.detach()) for f_hat in f_hats]
-        with torch.set_grad_enabled(grad):
+            with torch.no_grad():
+                _, f_hats = self.vae.quantize.tokenize(f)
+            if grad:
+                f_hats = [f_hat + (f - f.detach()) for f_hat in f_hats]
             parts = [resize(f_hat, pn, "bicubic").flatten(2).transpose(1, 2)
                      for pn, f_hat in zip(self.cfg.patch_nums, f_hats)]
             return torch.cat(parts, dim=1)

@@ -278,6 +278,9 @@ class MultiScaleQuantizer(nn.Module):
         return torch.cat(inputs, dim=1)
 
 
+IMAGE_SIDE = ("image_encoder", "image_quant_conv", "image_unet")  # the images' own modules, where a VQ-VAE has them
+
+
 class VQVAE(nn.Module):
     """VAR's VQ-VAE: encoder, quant_conv, multi-scale quantizer, post_quant_conv, decoder."""
 
@@ -302,12 +305,11 @@ class VQVAE(nn.Module):
     def untied(self) -> bool:
         """Whether images have their own image side (`encode_image`: an untied encoder or a U-Net) rather than
         going through the VQ-VAE's encoder as they are."""
-        return hasattr(self, "image_encoder") or hasattr(self, "image_unet")
+        return any(hasattr(self, n) for n in IMAGE_SIDE)
 
     def image_parameters(self) -> list:
         """The parameters of the images' own side (untied encoder or U-Net); none for a tied VQ-VAE."""
-        names = ("image_encoder", "image_quant_conv", "image_unet")
-        return [p for n in names if hasattr(self, n) for p in getattr(self, n).parameters()]
+        return [p for n in IMAGE_SIDE if hasattr(self, n) for p in getattr(self, n).parameters()]
 
     def image_depth(self, img_B3HW: torch.Tensor) -> torch.Tensor:
         """A U-Net model's depth guess (B, 1, H, W) in [0, 1] (relative depth, as `depth_of` makes targets)."""
@@ -376,8 +378,7 @@ def add_image_unet(vae: VQVAE, channels: tuple[int, ...], seed: int = 0) -> VQVA
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         out = VQVAE(vae.cfg.replace(image_res_blocks=0, image_unet=tuple(channels)))
-    state = {k: v for k, v in vae.state_dict().items()
-             if not k.startswith(("image_encoder.", "image_quant_conv.", "image_unet."))}
+    state = {k: v for k, v in vae.state_dict().items() if not k.startswith(tuple(f"{n}." for n in IMAGE_SIDE))}
     state.update({f"image_unet.{k}": v for k, v in out.image_unet.state_dict().items()})
     out.load_state_dict(state, strict=True)
     for p in out.parameters():

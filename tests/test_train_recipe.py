@@ -556,6 +556,10 @@ def test_image_unet_gives_the_images_a_unet_depth_guess_and_trains_it_alone(tmp_
     r = CliRunner().invoke(main, ["train-vqvae", "-o", str(tmp_path / "c"), "--data", f"rendered:{scenes}",
                                   "--image-unet", "--steps", "1"])
     assert r.exit_code != 0 and "--init" in r.output and "Traceback" not in r.output, r.output
+    r = CliRunner().invoke(main, ["train-vqvae", "--init", str(tmp_path / "start.safetensors"), "-o", str(tmp_path / "c2"),
+                                  "--data", f"rendered:{scenes}", "--image-unet", "--steps", "2", "--batch-size", "6"])
+    assert r.exit_code == 0, r.output  # the README's command, as the CLI runs it
+    assert read_config(tmp_path / "c2" / MODEL_FILE).image_unet
 
 
 def test_silog_loss_is_zero_for_the_target_blind_to_scale_and_to_invalid_pixels():

@@ -151,12 +151,12 @@ def _run(cfg, resume: bool):
                  help="depthart: what of its own prediction the loop feeds on: greedy (the argmax code, the paper's; "
                       "default) or expect (the expected code vector, so training runs the `expect` sampler's loop)."),
     click.option("--trainable", metavar="PARTS", default=None,
-                 help="What trains: transformer (default), decoder (the VQ-VAE's), image (the images' own side: an untied "
-                      "encoder or a U-Net), or "
-                      "several joined by '+' in that order (e.g. transformer+decoder, image+decoder). The decoder learns from --depth-silog / --depth-absrel alone: it is taught to "
+                 help="What trains: transformer (default), image (the images' own side: an untied encoder or a U-Net), "
+                      "decoder (the VQ-VAE's), or several joined by '+' in that order (e.g. transformer+decoder, "
+                      "image+decoder). The decoder learns from --depth-silog / --depth-absrel alone: it is taught to "
                       "decode the latents the model itself builds (with --method depthart --own-inputs expect, exactly "
-                      "the `expect` sampler's). The image side (train-vqvae --untie-image-encoder or "
-                      "--image-unet) learns through the frozen transformer what prefix the run's loss asks for."),
+                      "the `expect` sampler's). The image side (train-vqvae --untie-image-encoder or --image-unet) "
+                      "learns through the frozen transformer what prefix the run's loss asks for."),
     click.option("--cache-latents/--no-cache-latents", default=None,
                  help="Finite data (rendered:FOLDER, synthetic:N): run the frozen VQ-VAE over every sample once and "
                       "keep its outputs (stored beside the data), so each step runs only the transformer."),

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import random
 import shutil
 import sys
-import itertools
 import time
 from dataclasses import dataclass
 
@@ -48,6 +48,7 @@ from ..checkpoint import build_model, load_checkpoint, read_config, save_checkpo
 from ..config import get_preset
 from ..errors import DepthartError
 from ..fileio import atomic_path, atomic_write_bytes
+from ..vqvae import IMAGE_SIDE
 from .losses import LOOP_INPUTS, depthart_loss, teacher_forcing_loss
 from .vqvae_train import CodeUsage, image_to_depth_loss, image_unet_loss, vqvae_loss
 
@@ -59,7 +60,7 @@ METHODS = ("depthart", "var", "vqvae")
 PARTS = ("transformer", "image", "decoder")
 TRAINABLE = tuple("+".join(c) for r in range(1, len(PARTS) + 1) for c in itertools.combinations(PARTS, r))
 DECODER_PREFIXES = ("vae.post_quant_conv.", "vae.decoder.")
-IMAGE_PREFIXES = ("vae.image_encoder.", "vae.image_quant_conv.", "vae.image_unet.")
+IMAGE_PREFIXES = tuple(f"vae.{n}." for n in IMAGE_SIDE)
 MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "model_ema.safetensors", "train_state.pt"
 KEEP_DIR = "ckpt"  # --keep-checkpoints: ckpt/step_N.safetensors (and ckpt/ema_N.safetensors with --ema)
 CONFIG_FILE, METRICS_FILE = "config.json", "metrics.jsonl"
@@ -177,7 +178,7 @@ class TrainConfig:
         elif "decoder" in self.trainable and self.depth_silog <= 0 and self.depth_absrel <= 0:
             problems.append("a trained decoder learns only from the decoded depth: set depth_silog or depth_absrel "
                             "> 0 as well")
-        if "image" in self.trainable.split("+") and self.cache_latents:
+        if "image" in self.trainable_parts and self.cache_latents:
             problems.append("a trained image encoder changes the image latents that cache_latents would keep: "
                             "run without --cache-latents")
         if self.untie_image_encoder < 0:
@@ -215,6 +216,11 @@ class TrainConfig:
             problems.append("give a preset or an init checkpoint")
         if problems:
             raise DepthartError("invalid training config: " + "; ".join(problems))
+
+    @property
+    def trainable_parts(self) -> list[str]:
+        """`trainable` as its parts (PARTS)."""
+        return self.trainable.split("+")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -305,16 +311,15 @@ class Trainer:
                                 "(whole-VQ-VAE training reads images with the depth maps' encoder)")
         self.model.requires_grad_(False)
         self.ref_vae = None
-        if cfg.image_unet:  # the U-Net alone, on its own map
-            self.params = [p for n, p in self.model.named_parameters() if n.startswith("vae.image_unet.")]
-        elif cfg.image_to_depth > 0:  # the image side alone; the starting VQ-VAE gives the depth latents
-            self.ref_vae = self._reference_vae()
+        if cfg.image_unet or cfg.image_to_depth > 0:  # the image side alone
+            if cfg.image_to_depth > 0:  # the starting VQ-VAE gives the depth latents
+                self.ref_vae = self._reference_vae()
             image_side = IMAGE_PREFIXES if self.model.vae.untied else ("vae.encoder.", "vae.quant_conv.")
             self.params = [p for n, p in self.model.named_parameters() if n.startswith(image_side)]
         elif vae_only:
             self.params = [p for n, p in self.model.named_parameters() if n.startswith("vae.")]
         else:
-            parts = cfg.trainable.split("+")
+            parts = cfg.trainable_parts
             if "image" in parts and not self.model.vae.untied:
                 raise DepthartError("--trainable image trains the images' own encoder, and this model reads images with "
                                     "its depth maps' encoder (training it would move the depth tokens): give it an "
@@ -334,7 +339,8 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg))
         self.ema = [p.detach().clone() for p in self.params] if cfg.ema > 0 else None
         # the codebook trains (and dead codes revive) only when the whole VQ-VAE does
-        self.usage = CodeUsage(self.model_cfg.vocab_size, cfg.dead_after) if vae_only and self.ref_vae is None and not cfg.image_unet else None
+        whole_vae = vae_only and self.ref_vae is None and not cfg.image_unet
+        self.usage = CodeUsage(self.model_cfg.vocab_size, cfg.dead_after) if whole_vae else None
         self.step = 0
         self._rng = None  # RNG states to restore once the data iterator exists (resume)
         self.latents = None
@@ -428,7 +434,7 @@ class Trainer:
             self.model.vae.train()
         else:
             # a frozen transformer runs as at inference (no drop path); the VQ-VAE has no train-time behaviour
-            self.model.train("transformer" in self.cfg.trainable.split("+"))
+            self.model.train("transformer" in self.cfg.trainable_parts)
             self.model.vae.eval()  # frozen, as the paper (its decoder may train: --trainable)
 
     # ------------------------------------------------------------ one step
@@ -562,8 +568,8 @@ class Trainer:
         with open(os.path.join(self.cfg.out_dir, METRICS_FILE), "a") as f:
             f.write(json.dumps(row) + "\n")
         if self.log:
-            extra = "".join(f"  {k} {metrics[k]:.4f}" for k in ("ce", "mse", "rec", "vq", "img_to_depth", "depth_silog", "depth_pin", "unet_silog", "unet_l1")
-                        if k in metrics)
+            shown = ("ce", "mse", "rec", "vq", "img_to_depth", "depth_silog", "depth_pin", "unet_silog", "unet_l1")
+            extra = "".join(f"  {k} {metrics[k]:.4f}" for k in shown if k in metrics)
             self.log(f"step {self.step}/{steps}  loss {metrics['loss']:.4f}{extra}  lr {metrics['lr']:.2e}  "
                      f"{metrics['it_s']:.2f} it/s")
 
